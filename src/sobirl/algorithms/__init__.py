@@ -1,0 +1,20 @@
+"""Outer-loop bilevel methods behind one entry point, :func:`solve`."""
+
+from sobirl.algorithms.base import History, MethodConfig, OuterLoop, SolveResult
+from sobirl.algorithms.m_sobirl import MSoBiRL, MSoBiRLConfig
+from sobirl.algorithms.sobirl import SoBiRL, SoBiRLConfig
+from sobirl.algorithms.solve import METHODS, DivergenceError, solve
+
+__all__ = [
+    "METHODS",
+    "DivergenceError",
+    "History",
+    "MSoBiRL",
+    "MSoBiRLConfig",
+    "MethodConfig",
+    "OuterLoop",
+    "SoBiRL",
+    "SoBiRLConfig",
+    "SolveResult",
+    "solve",
+]

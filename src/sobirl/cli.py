@@ -1,0 +1,221 @@
+"""The ``sobirl`` command line: ``sobirl COMMAND [options]``; ``sobirl COMMAND --help`` describes each command.
+
+Every run leaves a self-describing run directory (see :mod:`sobirl.experiments.rundir`). Arguments are
+validated, by building the problem and the method's config, before that directory is created, so bad input
+exits with status 2 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import sobirl
+from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, solve
+from sobirl.experiments import MetricsLogger, create_run_dir, plot_convergence, write_config
+from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
+from sobirl.problems import random_mdp
+from sobirl.tabular import SOLVERS, BilevelProblem, hypergradient, hyperobjective
+from sobirl.validation import check_int
+
+PROG = "sobirl"
+PLOT_FILE = "plot.png"
+SUMMARY_FILE = "summary.yaml"
+
+# Options that set fields of the methods' Config dataclasses: field name -> (help, add_argument keywords).
+# Their argparse default is SUPPRESS, so an option is in the namespace only when the user gives it: omitted
+# ones take the chosen method's own Config default, and one the method does not use can be rejected.
+_METHOD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "beta": ("leader step size", {"type": float}),
+    "zeta": ("step size of the least-squares step on the adjoint w", {"type": float}),
+    "inner_steps": ("soft Bellman steps on Q per outer iteration", {"type": int}),
+    "inner_tol": ("lower-level tolerance (scaled Bellman residual)", {"type": float}),
+    "inner_solver": ("lower-level solver", {"choices": SOLVERS}),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``sobirl`` command line.
+
+    Args:
+        argv: the arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit status: 0 on success, 1 if the run failed numerically (diverged), 130 if it was interrupted
+        (Ctrl-C). Invalid arguments exit through ``SystemExit`` with status 2 before anything is written.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    return args.handler(args, [PROG, *argv])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of ``sobirl`` with all its subcommands.
+
+    Returns:
+        The parser; each subcommand stores its runner as ``handler(args, command_line) -> int``.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Bilevel reinforcement learning with fully first-order hyper-gradients (SoBiRL)."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {sobirl.__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    _add_synthetic(commands)
+    return parser
+
+
+def _add_synthetic(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "synthetic",
+        help="run a method on the paper's synthetic RandMDP problem",
+        description=(
+            "Run a bilevel method on the synthetic RandMDP problem (docs/math.md, section 4). The defaults are "
+            "the paper's settings. Writes config.yaml, metrics.csv, tensorboard/, plot.png and summary.yaml to "
+            "a new run directory OUTPUT_DIR/NAME-<timestamp>."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    problem = sub.add_argument_group("problem")
+    problem.add_argument("--S", type=int, default=10, help="number of states")
+    problem.add_argument("--A", type=int, default=5, help="number of actions")
+    problem.add_argument("--n", type=int, default=100, help="dimension of the leader's parameters x")
+    problem.add_argument("--gamma", type=float, default=0.5, help="discount factor, in [0, 1)")
+    problem.add_argument("--tau", type=float, default=1.0, help="entropy temperature, > 0")
+    problem.add_argument("--seed", type=int, default=0, help="seed of the transitions, rewards, M and x0")
+
+    method = sub.add_argument_group("method")
+    method.add_argument("--method", choices=list(METHODS), default="m-sobirl", help="outer-loop method")
+    method.add_argument("--iterations", type=int, default=3000, help="outer iterations K")
+    for name, (text, kwargs) in _METHOD_OPTIONS.items():
+        method.add_argument(_flag(name), default=argparse.SUPPRESS, help=_method_option_help(name, text), **kwargs)
+
+    output = sub.add_argument_group("output")
+    output.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
+    output.add_argument(
+        "--name",
+        default=argparse.SUPPRESS,
+        help="run name, the prefix of the run directory (default: synthetic-<method>-seed<seed>)",
+    )
+    output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sub.set_defaults(handler=functools.partial(_run_synthetic, sub))
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _method_option_help(field_name: str, text: str) -> str:
+    """``text`` plus which methods use the option and their Config defaults (the single source of them)."""
+    defaults = {
+        method: field.default
+        for method, cls in METHODS.items()
+        for field in dataclasses.fields(cls.Config)
+        if field.name == field_name
+    }
+    if len(set(defaults.values())) == 1:
+        default = f"default: {next(iter(defaults.values()))}"
+    else:
+        default = "default: " + ", ".join(f"{value} for {method}" for method, value in defaults.items())
+    return f"{text}; used by {', '.join(defaults)} ({default})"
+
+
+def _run_synthetic(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    method = args.method
+    config_cls = METHODS[method].Config
+    accepted = [field.name for field in dataclasses.fields(config_cls)]
+    given = {name: getattr(args, name) for name in _METHOD_OPTIONS if hasattr(args, name)}
+    unused = [name for name in given if name not in accepted]
+    if unused:
+        options = ", ".join(_flag(name) for name in _METHOD_OPTIONS if name in accepted)
+        parser.error(
+            f"{', '.join(_flag(name) for name in unused)}: not used by method {method!r} (its options: {options})"
+        )
+    try:
+        prob = random_mdp(S=args.S, A=args.A, n=args.n, gamma=args.gamma, tau=args.tau, seed=args.seed)
+        config = config_cls.from_params(method, given)
+        check_int("iterations", args.iterations, low=1)
+        run_dir = create_run_dir(args.output_dir, getattr(args, "name", f"synthetic-{method}-seed{args.seed}"))
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"cannot create a run directory in {args.output_dir}: {err}")
+
+    try:
+        return _execute_synthetic(args, prob, config, run_dir, command)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the run directory keeps the metrics logged so far: {run_dir}", file=sys.stderr)
+        return 130
+
+
+def _execute_synthetic(
+    args: argparse.Namespace, prob: BilevelProblem, config: MethodConfig, run_dir: Path, command: list[str]
+) -> int:
+    paths = {
+        "run_dir": run_dir,
+        "config": run_dir / CONFIG_FILE,
+        "metrics": run_dir / METRICS_FILE,
+        "tensorboard": run_dir / TENSORBOARD_DIR,
+        "plot": run_dir / PLOT_FILE,
+        "summary": run_dir / SUMMARY_FILE,
+    }
+    optimum = args.S / (2 * args.A)  # global minimum of RandMDP's f, at x = 0 (see random_mdp)
+    resolved = {
+        "experiment": "synthetic",
+        "problem": {"name": prob.name, "S": args.S, "A": args.A, "n": args.n, "gamma": args.gamma, "tau": args.tau},
+        "seed": args.seed,
+        "method": args.method,
+        "method_config": config.to_dict(),
+        "iterations": args.iterations,
+        "optimum": optimum,
+        "outputs": {key: str(path) for key, path in paths.items()},
+    }
+    write_config(run_dir, resolved, command=command)
+
+    start = time.perf_counter()
+    try:
+        with MetricsLogger(run_dir) as logger:
+            res = solve(
+                prob,
+                prob.x0,
+                args.method,
+                args.iterations,
+                progress=not args.no_progress,
+                callback=logger.log,
+                **config.to_dict(),
+            )
+    except (DivergenceError, ValueError) as err:
+        # The arguments were validated before the run, so a ValueError here is numerical too: the problem's
+        # reward check rejects an overflowing r(x) before solve's own finiteness check sees the iterate.
+        print(f"error: the run failed: {err}\nmetrics up to the failure: {paths['metrics']}", file=sys.stderr)
+        return 1
+    wall_time = time.perf_counter() - start
+
+    # The logged objective and grad_norm are the method's own estimates; the summary holds the exact values.
+    objective = hyperobjective(prob, res.x).item()
+    grad_norm = hypergradient(prob, res.x).norm().item()
+    plot_convergence(res.history, paths["plot"], title=f"{args.method} on {prob.name}", optimum=optimum)
+    summary = {
+        "iterations": len(res.history),
+        "objective": objective,
+        "optimality_gap": objective - optimum,
+        "grad_norm": grad_norm,
+        "wall_time_s": wall_time,
+        "method_time_s": res.history.rows[-1]["wall_time"],
+    }
+    with open(paths["summary"], "x") as fh:
+        yaml.safe_dump(summary, fh, sort_keys=False)
+
+    width = max(map(len, paths))
+    for key, path in paths.items():
+        print(f"{key:<{width}}  {path}")
+    print(f"final f = {objective:.10g}  (f* = {optimum:g}, gap {objective - optimum:.3g})")
+    print(f"final |grad phi| = {grad_norm:.3g}")
+    print(f"wall time {wall_time:.1f} s; view the curves with: tensorboard --logdir {paths['tensorboard']}")
+    return 0

@@ -1,0 +1,167 @@
+"""The follower's MDP without its reward: transitions ``P``, discount ``gamma``, temperature ``tau``, ``rho``.
+
+``P`` is either a dense ``(S, A, S)`` tensor or a torch sparse matrix (COO or CSR) of shape ``(S*A, S)``
+whose row ``s*A + a`` is ``P(.|s, a)``. Everything downstream only touches ``P`` through the two products
+defined here (:meth:`TabularMDP.expect` and :meth:`TabularMDP.pushforward`), so a sparse ``P`` is never
+densified: memory stays of the order of ``nnz(P)``. See docs/math.md, section 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from sobirl.validation import check_finite, check_range
+
+DTYPE = torch.float64
+"""The tabular layer computes in float64 throughout."""
+
+ROW_SUM_ATOL = 1e-8
+"""How far a row of ``P`` (or ``rho``) may sum away from 1."""
+
+
+class TabularMDP:
+    """An entropy-regularised MDP with known transitions and a reward supplied separately.
+
+    Args:
+        P: transition probabilities, dense ``(S, A, S)`` or torch sparse (COO/CSR) ``(S*A, S)`` with row
+            ``s*A + a`` holding ``P(.|s, a)``. Any floating dtype; stored as float64.
+        gamma: discount factor in ``[0, 1)``.
+        tau: entropy temperature, ``> 0``.
+        rho: initial-state distribution ``(S,)``; uniform when ``None``.
+
+    Raises:
+        ValueError: naming the field and the allowed values, before anything is computed.
+    """
+
+    def __init__(
+        self,
+        P: torch.Tensor,
+        gamma: float = 0.9,
+        tau: float = 0.5,
+        rho: torch.Tensor | None = None,
+    ) -> None:
+        if not isinstance(P, torch.Tensor):
+            raise TypeError(f"P must be a torch.Tensor, got {type(P).__name__}")
+        if not (P.dtype.is_floating_point):
+            raise ValueError(f"P must be a floating tensor, got dtype {P.dtype}")
+        self.gamma = check_range("gamma", gamma, low=0.0, high=1.0, high_open=True)
+        self.tau = check_range("tau", tau, low=0.0, low_open=True)
+        self.is_sparse = P.layout != torch.strided
+        if self.is_sparse:
+            self._init_sparse(P)
+        else:
+            self._init_dense(P)
+        self.rho = self._check_rho(rho)
+
+    # ------------------------------------------------------------------ construction and validation
+
+    def _init_dense(self, P: torch.Tensor) -> None:
+        if P.dim() != 3 or P.shape[0] != P.shape[2] or P.shape[1] < 1 or P.shape[0] < 1:
+            raise ValueError(
+                f"P must be dense of shape (S, A, S) or sparse of shape (S*A, S); got dense {tuple(P.shape)}"
+            )
+        P = P.to(DTYPE)
+        self.n_states, self.n_actions = P.shape[0], P.shape[1]
+        self._check_entries(P.reshape(-1), P.sum(dim=2).reshape(-1))
+        self.P = P.contiguous()
+
+    def _init_sparse(self, P: torch.Tensor) -> None:
+        if P.layout not in (torch.sparse_coo, torch.sparse_csr):
+            raise ValueError(f"sparse P must have layout sparse_coo or sparse_csr, got {P.layout}")
+        if P.dim() != 2 or P.shape[1] < 1 or P.shape[0] % P.shape[1] != 0 or P.shape[0] == 0:
+            raise ValueError(
+                "sparse P must have shape (S*A, S) with row s*A + a holding P(.|s, a); "
+                f"got {tuple(P.shape)}"
+            )
+        S = P.shape[1]
+        self.n_states, self.n_actions = S, P.shape[0] // S
+        coo = P.to(DTYPE).to_sparse_coo().coalesce() if P.layout == torch.sparse_csr else P.to(DTYPE).coalesce()
+        rows, cols = coo.indices()
+        vals = coo.values()
+        row_sums = torch.zeros(S * self.n_actions, dtype=DTYPE, device=vals.device).index_add_(0, rows, vals)
+        self._check_entries(vals, row_sums)
+        with warnings.catch_warnings():  # torch flags its (working) CSR support as beta on every construction
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            self.P = _csr(coo.indices(), vals, coo.shape)
+            # P^T, also CSR: the adjoint products sum over (s, a) into s' without a dense scatter.
+            self.PT = _csr(torch.stack([cols, rows]), vals, (S, S * self.n_actions))
+        self._self_loops = torch.zeros(S * self.n_actions, dtype=DTYPE, device=vals.device)
+        on_diag = cols == torch.div(rows, self.n_actions, rounding_mode="floor")
+        self._self_loops.index_add_(0, rows[on_diag], vals[on_diag])
+
+    @staticmethod
+    def _check_entries(values: torch.Tensor, row_sums: torch.Tensor) -> None:
+        check_finite("P", values)
+        if values.numel() and values.min() < 0:
+            raise ValueError(f"P must have non-negative entries; smallest entry is {values.min().item():.3g}")
+        worst = (row_sums - 1.0).abs().max().item()
+        if worst > ROW_SUM_ATOL:
+            raise ValueError(
+                f"every row P(.|s, a) must sum to 1 (tolerance {ROW_SUM_ATOL:g}); worst row is off by {worst:.3g}"
+            )
+
+    def _check_rho(self, rho: torch.Tensor | None) -> torch.Tensor:
+        S = self.n_states
+        device = self.P.device
+        if rho is None:
+            return torch.full((S,), 1.0 / S, dtype=DTYPE, device=device)
+        if not isinstance(rho, torch.Tensor):
+            raise TypeError(f"rho must be a torch.Tensor or None, got {type(rho).__name__}")
+        if rho.shape != (S,):
+            raise ValueError(f"rho must have shape (S,) = ({S},), got {tuple(rho.shape)}")
+        rho = rho.to(DTYPE)
+        check_finite("rho", rho)
+        if rho.min() < 0 or abs(rho.sum().item() - 1.0) > ROW_SUM_ATOL:
+            raise ValueError(
+                "rho must be a probability distribution (entries >= 0, summing to 1); "
+                f"got min {rho.min().item():.3g}, sum {rho.sum().item():.12g}"
+            )
+        return rho.to(device)
+
+    # ------------------------------------------------------------------ the two products with P
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(S, A)``: the shape of a reward, Q or policy table."""
+        return self.n_states, self.n_actions
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored transition probabilities (``S*A*S`` when dense)."""
+        return int(self.P._nnz()) if self.is_sparse else self.P.numel()
+
+    def expect(self, v: torch.Tensor) -> torch.Tensor:
+        """``(P v)(s, a) = sum_s' P(s'|s, a) v(s')``: maps ``(S,)`` to ``(S, A)``."""
+        if self.is_sparse:
+            return (self.P @ v.unsqueeze(1)).view(self.n_states, self.n_actions)
+        return self.P @ v
+
+    def pushforward(self, y: torch.Tensor) -> torch.Tensor:
+        """``(P^T y)(s') = sum_{s,a} P(s'|s, a) y(s, a)``: maps ``(S, A)`` to ``(S,)``."""
+        if self.is_sparse:
+            return (self.PT @ y.reshape(-1, 1)).view(-1)
+        return torch.einsum("sat,sa->t", self.P, y)
+
+    def policy_diagonal(self, pi: torch.Tensor) -> torch.Tensor:
+        """The diagonal of ``P_pi``: ``P_pi(s, s) = sum_a pi(a|s) P(s|s, a)``, shape ``(S,)``."""
+        if self.is_sparse:
+            return (pi * self._self_loops.view(self.n_states, self.n_actions)).sum(dim=1)
+        idx = torch.arange(self.n_states, device=pi.device)
+        return (pi * self.P[idx, :, idx]).sum(dim=1)
+
+    def policy_matrix(self, pi: torch.Tensor) -> torch.Tensor:
+        """Dense ``P_pi(s, s') = sum_a pi(a|s) P(s'|s, a)``; only for dense ``P`` (it is ``S x S``)."""
+        if self.is_sparse:
+            raise RuntimeError("policy_matrix would densify a sparse P; use expect/pushforward instead")
+        return torch.einsum("sa,sat->st", pi, self.P)
+
+    def __repr__(self) -> str:
+        kind = f"sparse, nnz={self.nnz}" if self.is_sparse else "dense"
+        return f"TabularMDP(S={self.n_states}, A={self.n_actions}, gamma={self.gamma}, tau={self.tau}, {kind})"
+
+
+def _csr(indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    coo = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True)
+    return coo.coalesce().to_sparse_csr()
