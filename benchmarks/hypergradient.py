@@ -35,9 +35,6 @@ the machine line and the table to PATH.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
-import gc
 import os
 import platform
 import shlex
@@ -52,6 +49,7 @@ from typing import TypeVar
 import torch
 
 from sobirl.problems.gridworld import gridworld_problem
+from sobirl.profiling import PeakMemory
 from sobirl.tabular import (
     BilevelProblem,
     TabularMDP,
@@ -80,9 +78,7 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------------------------------- problems
 
 
-def dense_problem(
-    n_states: int, *, gamma: float, tau: float = TAU, seed: int = SEED
-) -> tuple[BilevelProblem, torch.Tensor]:
+def dense_problem(n_states: int, *, gamma: float, tau: float = TAU, seed: int = SEED) -> BilevelProblem:
     """A dense random MDP with the bilevel form of :func:`gridworld_problem` (x per state, tanh shaping).
 
     ``P(.|s, a)`` are uniforms normalised to sum to 1 (a Dirichlet-like random distribution over all ``S`` states).
@@ -100,7 +96,7 @@ def dense_problem(
     def upper(x: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
         return 0.5e-2 * x.pow(2).sum() - (c * pi).sum()
 
-    return BilevelProblem(TabularMDP(P, gamma=gamma, tau=tau), reward=reward, upper=upper), x0
+    return BilevelProblem(TabularMDP(P, gamma=gamma, tau=tau), reward=reward, upper=upper, x0=x0)
 
 
 @dataclass(frozen=True)
@@ -109,7 +105,7 @@ class Case:
 
     n_states: int
     storage: str  # "dense" or "sparse"
-    build: Callable[[float], tuple[BilevelProblem, torch.Tensor]]
+    build: Callable[[float], BilevelProblem]
 
 
 def cases(quick: bool) -> list[Case]:
@@ -126,56 +122,6 @@ def cases(quick: bool) -> list[Case]:
 
 
 # ---------------------------------------------------------------------------------------------- memory
-
-
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-_STATUS = Path("/proc/self/status")
-_LIBC = None
-if sys.platform.startswith("linux"):
-    try:
-        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:  # pragma: no cover - exotic libc
-        _LIBC = None
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])  # "VmHWM:    1234 kB"
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Release freed memory to the OS and reset the resident high-water mark; False where unsupported."""
-    gc.collect()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return _status_kib("VmHWM") is not None
-
-
-class PeakMemory:
-    """Context manager: peak resident memory of the block, in MiB above the resident size at its start.
-
-    ``mib`` is None when the high-water mark cannot be reset (not Linux, or ``/proc`` not writable).
-    """
-
-    def __enter__(self) -> PeakMemory:
-        self.mib: float | None = None
-        self._ok = _reset_peak()
-        self._before = _status_kib("VmRSS") if self._ok else None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        peak = _status_kib("VmHWM") if self._ok else None
-        if peak is not None and self._before is not None:
-            self.mib = max(peak - self._before, 0) / 1024.0
 
 
 # ---------------------------------------------------------------------------------------------- measurement
@@ -228,7 +174,8 @@ class Row:
 def run_case(case: Case, gamma: float, *, once: bool) -> Row:
     """Build the problem, time both solvers and the hyper-gradient, and check they agree."""
     t0 = time.perf_counter()
-    prob, x = case.build(gamma)
+    prob = case.build(gamma)
+    x = prob.x0
     build_s = time.perf_counter() - t0
     mdp = prob.mdp
     with torch.no_grad():
@@ -267,11 +214,11 @@ def run_case(case: Case, gamma: float, *, once: bool) -> Row:
 
 def warm_up() -> None:
     """One untimed run on tiny dense and sparse problems, so one-time library set-up is not in the first row."""
-    for prob, x in (dense_problem(8, gamma=0.9), gridworld_problem(4, gamma=0.9)):
+    for prob in (dense_problem(8, gamma=0.9), gridworld_problem(4, gamma=0.9)):
         with torch.no_grad():
-            r = prob.reward(x)
+            r = prob.reward(prob.x0)
         soft_value_iteration(prob.mdp, r, tol=TOL)
-        hypergradient(prob, x, solution=soft_policy_iteration(prob.mdp, r, tol=TOL))
+        hypergradient(prob, prob.x0, solution=soft_policy_iteration(prob.mdp, r, tol=TOL))
 
 
 # ---------------------------------------------------------------------------------------------- report

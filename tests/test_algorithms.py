@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import F64, nonlinear_problem, random_transitions, to_sparse
 
+from conftest import F64, nonlinear_problem, random_transitions, to_sparse
 from sobirl.algorithms import DivergenceError, MSoBiRL, MSoBiRLConfig, solve
 from sobirl.problems import random_mdp
 from sobirl.tabular import hypergradient, hyperobjective

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import F64, central_difference, nonlinear_problem, random_transitions, to_sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sobirl.tabular import hypergradient, hypergradient_info, hyperobjective
+from conftest import F64, central_difference, nonlinear_problem, random_transitions, to_sparse
 from sobirl.tabular import hypergrad as hypergrad_module
+from sobirl.tabular import hypergradient, hypergradient_info, hyperobjective
 
 GAMMAS = [0.5, 0.9, 0.99]
 TAUS = [0.01, 0.1, 1.0, 5.0]

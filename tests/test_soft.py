@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from conftest import F64, nonlinear_problem, random_transitions, to_sparse
 
+from conftest import F64, nonlinear_problem, random_transitions, to_sparse
 from sobirl.tabular import (
     ConvergenceError,
     TabularMDP,

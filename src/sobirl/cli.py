@@ -190,9 +190,7 @@ def _execute_synthetic(
                 callback=logger.log,
                 **config.to_dict(),
             )
-    except (DivergenceError, ValueError) as err:
-        # The arguments were validated before the run, so a ValueError here is numerical too: the problem's
-        # reward check rejects an overflowing r(x) before solve's own finiteness check sees the iterate.
+    except DivergenceError as err:
         print(f"error: the run failed: {err}\nmetrics up to the failure: {paths['metrics']}", file=sys.stderr)
         return 1
     wall_time = time.perf_counter() - start

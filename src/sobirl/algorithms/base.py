@@ -32,6 +32,7 @@ class MethodConfig:
         return cls(**params)
 
     def to_dict(self) -> dict[str, Any]:
+        """The hyper-parameters as a plain dict (for configs and ``solve(**params)``)."""
         return dataclasses.asdict(self)
 
 
@@ -68,6 +69,7 @@ class History:
     rows: list[dict[str, float]] = field(default_factory=list)
 
     def append(self, row: dict[str, float]) -> None:
+        """Add one iteration's row."""
         self.rows.append(row)
 
     def __len__(self) -> int:
@@ -87,6 +89,7 @@ class History:
 
     @property
     def columns(self) -> list[str]:
+        """Every column name, in the order first seen."""
         seen: dict[str, None] = {}
         for row in self.rows:
             seen.update(dict.fromkeys(row))

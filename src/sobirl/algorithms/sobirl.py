@@ -53,9 +53,7 @@ class SoBiRL(OuterLoop):
 
     def step(self) -> dict[str, float]:
         cfg: SoBiRLConfig = self.config  # type: ignore[assignment]
-        info = hypergradient_info(
-            self.prob, self.x, solver=cfg.inner_solver, tol=cfg.inner_tol, V0=self.V, w0=self.w
-        )
+        info = hypergradient_info(self.prob, self.x, solver=cfg.inner_solver, tol=cfg.inner_tol, V0=self.V, w0=self.w)
         self.V, self.w = info.solution.V, info.w
         self.x = (self.x - cfg.beta * info.grad).detach()
         return {

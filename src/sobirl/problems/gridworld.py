@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from sobirl.tabular import BilevelProblem, TabularMDP
+from sobirl.tabular.mdp import DTYPE
 from sobirl.validation import check_int, check_range
 
 N_ACTIONS = 4
@@ -36,7 +37,6 @@ def gridworld_mdp(
     slip: float = 0.1,
     gamma: float = 0.9,
     tau: float = 0.1,
-    dtype: torch.dtype = torch.float64,
 ) -> TabularMDP:
     """A slippery ``side x side`` grid world as a sparse :class:`~sobirl.tabular.TabularMDP`.
 
@@ -46,9 +46,6 @@ def gridworld_mdp(
             in ``[0, 1]``.
         gamma: discount factor in ``[0, 1)``.
         tau: entropy temperature, ``> 0``.
-        dtype: floating dtype the transition probabilities are computed in. :class:`TabularMDP` always stores
-            float64; with a lower precision the rounded rows are renormalised in float64 so that they pass its
-            row-sum check (``1e-8``).
 
     Returns:
         The MDP, with ``P`` a coalesced torch sparse COO tensor of shape ``(S*4, S)`` whose row ``s*4 + a``
@@ -56,18 +53,14 @@ def gridworld_mdp(
         probabilities (``slip`` of 0 or 1) are not stored.
 
     Raises:
-        TypeError: when ``side`` is not an integer or ``dtype`` not a ``torch.dtype``.
+        TypeError: when ``side`` is not an integer.
         ValueError: naming the field and its allowed range, when ``side < 1``, ``slip`` is outside ``[0, 1]``,
-            ``gamma`` outside ``[0, 1)``, ``tau <= 0`` or ``dtype`` is not a floating dtype.
+            ``gamma`` outside ``[0, 1)`` or ``tau <= 0``.
     """
     side = check_int("side", side, low=1)
     slip = check_range("slip", slip, low=0.0, high=1.0)
     check_range("gamma", gamma, low=0.0, high=1.0, high_open=True)  # fail before building P
     check_range("tau", tau, low=0.0, low_open=True)
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.float64), got {dtype!r}")
     S, A = side * side, N_ACTIONS
 
     # Each (s, a) can only reach the five cells s - side, s - 1, s, s + 1, s + side ("slots", in column order).
@@ -89,14 +82,10 @@ def gridworld_mdp(
     offset = torch.tensor([-side, -1, 0, 1, side])
 
     # Probability of actual move m given intended action a, (A, 4).
-    move_prob = torch.full((A, N_ACTIONS), slip / (N_ACTIONS - 1), dtype=dtype)
+    move_prob = torch.full((A, N_ACTIONS), slip / (N_ACTIONS - 1), dtype=DTYPE)
     move_prob.fill_diagonal_(1.0 - slip)
-    lands = torch.nn.functional.one_hot(slot, num_classes=5).to(dtype)  # (S, 4 moves, 5 slots)
+    lands = torch.nn.functional.one_hot(slot, num_classes=5).to(DTYPE)  # (S, 4 moves, 5 slots)
     prob = torch.einsum("am,smk->sak", move_prob, lands)  # (S, A, 5 slots)
-
-    if dtype != torch.float64:  # rows rounded to a lower precision miss TabularMDP's float64 row-sum check
-        prob = prob.to(torch.float64)
-        prob = prob / prob.sum(dim=2, keepdim=True)
 
     keep = prob > 0
     rows = (state.view(S, 1, 1) * A + torch.arange(A).view(1, A, 1)).expand(S, A, 5)[keep]
@@ -114,7 +103,7 @@ def gridworld_problem(
     gamma: float = 0.9,
     tau: float = 0.1,
     seed: int = 0,
-) -> tuple[BilevelProblem, torch.Tensor]:
+) -> BilevelProblem:
     """A reward-shaping benchmark on :func:`gridworld_mdp`, with one leader parameter per state.
 
     With ``S = side**2`` and ``x in R^S``:
@@ -134,7 +123,7 @@ def gridworld_problem(
         seed: seed of the random tables and of ``x0``.
 
     Returns:
-        ``(problem, x0)`` with ``x0 ~ N(0, 0.1^2 I)`` of shape ``(S,)``, drawn from the same seeded generator.
+        The problem, with ``prob.x0 ~ N(0, 0.1^2 I)`` of shape ``(S,)`` drawn from the same seeded generator.
 
     Raises:
         TypeError, ValueError: as :func:`gridworld_mdp`; ``seed`` must be an integer ``>= 0``.
@@ -143,9 +132,9 @@ def gridworld_problem(
     mdp = gridworld_mdp(side, slip=slip, gamma=gamma, tau=tau)
     S, A = mdp.shape
     gen = torch.Generator().manual_seed(seed)
-    base = torch.rand(S, A, generator=gen, dtype=torch.float64)
-    c = torch.rand(S, A, generator=gen, dtype=torch.float64)
-    x0 = X0_STD * torch.randn(S, generator=gen, dtype=torch.float64)
+    base = torch.rand(S, A, generator=gen, dtype=DTYPE)
+    c = torch.rand(S, A, generator=gen, dtype=DTYPE)
+    x0 = X0_STD * torch.randn(S, generator=gen, dtype=DTYPE)
 
     def reward(x: torch.Tensor) -> torch.Tensor:
         return base + torch.tanh(x).unsqueeze(1)
@@ -153,4 +142,4 @@ def gridworld_problem(
     def upper(x: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
         return 0.5 * X_COST * x.pow(2).sum() - (c * pi).sum()
 
-    return BilevelProblem(mdp, reward=reward, upper=upper), x0
+    return BilevelProblem(mdp, reward=reward, upper=upper, x0=x0, name=f"gridworld-{side}x{side}-seed{seed}")

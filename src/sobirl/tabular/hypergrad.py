@@ -51,7 +51,11 @@ def as_parameters(x: torch.Tensor) -> torch.Tensor:
 
 
 def lower_level(
-    prob: BilevelProblem, x: torch.Tensor, *, solver: str = "policy-iteration", tol: float = TOL,
+    prob: BilevelProblem,
+    x: torch.Tensor,
+    *,
+    solver: str = "policy-iteration",
+    tol: float = TOL,
     V0: torch.Tensor | None = None,
 ) -> SoftSolution:
     """The follower's soft-optimal solution ``pi*(x)`` (with V and Q) for reward ``r_x``."""

@@ -36,7 +36,9 @@ def solve_adjoint(
     return _solve(mdp, pi, b, transpose=True, x0=x0, rtol=rtol)
 
 
-def evaluation_operator(mdp: TabularMDP, pi: torch.Tensor, *, transpose: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+def evaluation_operator(
+    mdp: TabularMDP, pi: torch.Tensor, *, transpose: bool
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The map ``v -> (I - gamma P_pi) v`` (or its transpose) through products with ``P`` only."""
     if transpose:
         return lambda w: w - mdp.gamma * mdp.pushforward(pi * w.unsqueeze(1))

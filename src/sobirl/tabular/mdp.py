@@ -72,8 +72,7 @@ class TabularMDP:
             raise ValueError(f"sparse P must have layout sparse_coo or sparse_csr, got {P.layout}")
         if P.dim() != 2 or P.shape[1] < 1 or P.shape[0] % P.shape[1] != 0 or P.shape[0] == 0:
             raise ValueError(
-                "sparse P must have shape (S*A, S) with row s*A + a holding P(.|s, a); "
-                f"got {tuple(P.shape)}"
+                f"sparse P must have shape (S*A, S) with row s*A + a holding P(.|s, a); got {tuple(P.shape)}"
             )
         S = P.shape[1]
         self.n_states, self.n_actions = S, P.shape[0] // S
@@ -84,9 +83,12 @@ class TabularMDP:
         self._check_entries(vals, row_sums)
         with warnings.catch_warnings():  # torch flags its (working) CSR support as beta on every construction
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            self.P = _csr(coo.indices(), vals, coo.shape)
+            self.P = coo.to_sparse_csr()
             # P^T, also CSR: the adjoint products sum over (s, a) into s' without a dense scatter.
-            self.PT = _csr(torch.stack([cols, rows]), vals, (S, S * self.n_actions))
+            PT = torch.sparse_coo_tensor(
+                torch.stack([cols, rows]), vals, (S, S * self.n_actions), check_invariants=False
+            )
+            self.PT = PT.coalesce().to_sparse_csr()
         self._self_loops = torch.zeros(S * self.n_actions, dtype=DTYPE, device=vals.device)
         on_diag = cols == torch.div(rows, self.n_actions, rounding_mode="floor")
         self._self_loops.index_add_(0, rows[on_diag], vals[on_diag])
@@ -135,14 +137,13 @@ class TabularMDP:
     def expect(self, v: torch.Tensor) -> torch.Tensor:
         """``(P v)(s, a) = sum_s' P(s'|s, a) v(s')``: maps ``(S,)`` to ``(S, A)``."""
         if self.is_sparse:
-            return (self.P @ v.unsqueeze(1)).view(self.n_states, self.n_actions)
+            return (self.P @ v).view(self.n_states, self.n_actions)
         return self.P @ v
 
     def pushforward(self, y: torch.Tensor) -> torch.Tensor:
         """``(P^T y)(s') = sum_{s,a} P(s'|s, a) y(s, a)``: maps ``(S, A)`` to ``(S,)``."""
-        if self.is_sparse:
-            return (self.PT @ y.reshape(-1, 1)).view(-1)
-        return torch.einsum("sat,sa->t", self.P, y)
+        P_flat = self.PT if self.is_sparse else self.P.view(-1, self.n_states).T  # a view: no copy of P
+        return P_flat @ y.reshape(-1)
 
     def policy_diagonal(self, pi: torch.Tensor) -> torch.Tensor:
         """The diagonal of ``P_pi``: ``P_pi(s, s) = sum_a pi(a|s) P(s|s, a)``, shape ``(S,)``."""
@@ -160,8 +161,3 @@ class TabularMDP:
     def __repr__(self) -> str:
         kind = f"sparse, nnz={self.nnz}" if self.is_sparse else "dense"
         return f"TabularMDP(S={self.n_states}, A={self.n_actions}, gamma={self.gamma}, tau={self.tau}, {kind})"
-
-
-def _csr(indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    coo = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True)
-    return coo.coalesce().to_sparse_csr()
