@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import torch
+from hypothesis import settings
 
 from sobirl.tabular import BilevelProblem, TabularMDP
+
+# Property-based tests: 60 examples by default; `pytest --hypothesis-profile=stress` for a long search.
+settings.register_profile("default", max_examples=60, deadline=None)
+settings.register_profile("stress", max_examples=2000, deadline=None)
 
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each keeps them from competing
 

@@ -21,7 +21,7 @@ def relative_fd_error(prob, x: torch.Tensor, h: float) -> float:
     return ((g - fd).norm() / g.norm()).item()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     S=st.integers(2, 7),
     A=st.integers(1, 4),
