@@ -70,6 +70,16 @@ def test_m_sobirl_step_is_the_formula(sparse):
     torch.testing.assert_close(algo.Q, Q1, rtol=1e-12, atol=1e-14)
 
 
+def test_exact_is_gradient_descent_on_phi():
+    gen = torch.Generator().manual_seed(1)
+    prob = nonlinear_problem(random_transitions(6, 3, gen), gamma=0.99, tau=0.05, n=3, gen=gen)
+    x0 = torch.randn(3, generator=gen, dtype=F64)
+    res = solve(prob, x0, method="exact", iterations=2, beta=0.1)
+    x1 = x0 - 0.1 * hypergradient(prob, x0)
+    torch.testing.assert_close(res.x, x1 - 0.1 * hypergradient(prob, x1), rtol=1e-12, atol=1e-14)
+    assert res.history["objective"][1] == pytest.approx(hyperobjective(prob, x1).item(), abs=1e-12)
+
+
 def test_sobirl_with_a_tight_tolerance_is_gradient_descent_on_phi():
     gen = torch.Generator().manual_seed(1)
     prob = nonlinear_problem(random_transitions(6, 3, gen), gamma=0.9, tau=0.5, n=3, gen=gen)

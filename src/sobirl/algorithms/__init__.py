@@ -1,6 +1,7 @@
 """Outer-loop bilevel methods behind one entry point, :func:`solve`."""
 
 from sobirl.algorithms.base import History, MethodConfig, OuterLoop, SolveResult
+from sobirl.algorithms.exact import Exact, ExactConfig
 from sobirl.algorithms.m_sobirl import MSoBiRL, MSoBiRLConfig
 from sobirl.algorithms.sobirl import SoBiRL, SoBiRLConfig
 from sobirl.algorithms.solve import METHODS, DivergenceError, solve
@@ -8,6 +9,8 @@ from sobirl.algorithms.solve import METHODS, DivergenceError, solve
 __all__ = [
     "METHODS",
     "DivergenceError",
+    "Exact",
+    "ExactConfig",
     "History",
     "MSoBiRL",
     "MSoBiRLConfig",

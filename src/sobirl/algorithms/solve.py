@@ -11,13 +11,21 @@ import torch
 from tqdm.auto import tqdm
 
 from sobirl.algorithms.base import History, OuterLoop, SolveResult
+from sobirl.algorithms.exact import Exact
 from sobirl.algorithms.m_sobirl import MSoBiRL
 from sobirl.algorithms.sobirl import SoBiRL
 from sobirl.tabular.hypergrad import as_parameters, hypergradient_info
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.validation import NonFiniteError, check_choice, check_int, check_parameters
 
-METHODS: dict[str, type[OuterLoop]] = {cls.name: cls for cls in (MSoBiRL, SoBiRL)}
+METHODS: dict[str, type[OuterLoop]] = {
+    cls.name: cls
+    for cls in (
+        Exact,
+        MSoBiRL,
+        SoBiRL,
+    )
+}
 """Registered methods by name; ``solve(..., method=name)`` accepts exactly these."""
 
 Callback = Callable[[dict[str, float]], Any]
@@ -43,7 +51,7 @@ def solve(
     Args:
         prob: the bilevel problem.
         x0: starting leader parameters (1-D floating tensor).
-        method: one of :data:`METHODS` (``"m-sobirl"``, ``"sobirl"``).
+        method: one of :data:`METHODS` (``"exact"``, ``"m-sobirl"``, ``"sobirl"``, ...).
         iterations: outer iterations K (>= 1).
         evaluate_every: if > 0, also record the exact ``phi`` and ``|grad phi|`` (columns ``exact_objective``,
             ``exact_grad_norm``) every that many iterations and at the last one; not counted in ``wall_time``.

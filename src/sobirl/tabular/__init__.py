@@ -1,5 +1,7 @@
 """Tabular bilevel RL with known transitions: the exact oracle every estimator is checked against."""
 
+from sobirl.tabular.contexts import Context, ContextualProblem, contextual_problem
+from sobirl.tabular.evaluation import LeaderValue, policy_value
 from sobirl.tabular.hypergrad import (
     HypergradientInfo,
     hypergradient,
@@ -22,15 +24,20 @@ from sobirl.tabular.soft import (
 __all__ = [
     "SOLVERS",
     "BilevelProblem",
+    "Context",
+    "ContextualProblem",
     "ConvergenceError",
     "HypergradientInfo",
+    "LeaderValue",
     "LinearSolveError",
     "SoftSolution",
     "TabularMDP",
+    "contextual_problem",
     "hypergradient",
     "hypergradient_info",
     "hyperobjective",
     "lower_level",
+    "policy_value",
     "soft_bellman",
     "soft_policy_iteration",
     "soft_value_iteration",

@@ -30,6 +30,9 @@ class TabularMDP:
         gamma: discount factor in ``[0, 1)``.
         tau: entropy temperature, ``> 0``.
         rho: initial-state distribution ``(S,)``; uniform when ``None``.
+        terminal: boolean mask ``(S,)`` of terminal states, or None. In a terminal state the reward of the
+            action taken is collected and nothing follows: ``Q(s, a) = r(s, a)``. Their rows of ``P`` are
+            ignored (they may be all zero) and stored as zero.
 
     Raises:
         ValueError: naming the field and the allowed values, before anything is computed.
@@ -41,6 +44,7 @@ class TabularMDP:
         gamma: float = 0.9,
         tau: float = 0.5,
         rho: torch.Tensor | None = None,
+        terminal: torch.Tensor | None = None,
     ) -> None:
         if not isinstance(P, torch.Tensor):
             raise TypeError(f"P must be a torch.Tensor, got {type(P).__name__}")
@@ -50,24 +54,26 @@ class TabularMDP:
         self.tau = check_range("tau", tau, low=0.0, low_open=True)
         self.is_sparse = P.layout != torch.strided
         if self.is_sparse:
-            self._init_sparse(P)
+            self._init_sparse(P, terminal)
         else:
-            self._init_dense(P)
+            self._init_dense(P, terminal)
         self.rho = self._check_rho(rho)
 
     # ------------------------------------------------------------------ construction and validation
 
-    def _init_dense(self, P: torch.Tensor) -> None:
+    def _init_dense(self, P: torch.Tensor, terminal: torch.Tensor | None) -> None:
         if P.dim() != 3 or P.shape[0] != P.shape[2] or P.shape[1] < 1 or P.shape[0] < 1:
             raise ValueError(
                 f"P must be dense of shape (S, A, S) or sparse of shape (S*A, S); got dense {tuple(P.shape)}"
             )
         P = P.to(DTYPE)
         self.n_states, self.n_actions = P.shape[0], P.shape[1]
-        self._check_entries(P.reshape(-1), P.sum(dim=2).reshape(-1))
-        self.P = P.contiguous()
+        self.terminal = self._check_terminal(terminal, P.device)
+        live_rows = (~self.terminal).repeat_interleave(self.n_actions)
+        self._check_entries(P.reshape(-1), P.sum(dim=2).reshape(-1)[live_rows])
+        self.P = torch.where(self.terminal.view(-1, 1, 1), 0.0, P).contiguous()
 
-    def _init_sparse(self, P: torch.Tensor) -> None:
+    def _init_sparse(self, P: torch.Tensor, terminal: torch.Tensor | None) -> None:
         if P.layout not in (torch.sparse_coo, torch.sparse_csr):
             raise ValueError(f"sparse P must have layout sparse_coo or sparse_csr, got {P.layout}")
         if P.dim() != 2 or P.shape[1] < 1 or P.shape[0] % P.shape[1] != 0 or P.shape[0] == 0:
@@ -77,10 +83,17 @@ class TabularMDP:
         S = P.shape[1]
         self.n_states, self.n_actions = S, P.shape[0] // S
         coo = P.to(DTYPE).to_sparse_coo().coalesce() if P.layout == torch.sparse_csr else P.to(DTYPE).coalesce()
+        self.terminal = self._check_terminal(terminal, P.device)
         rows, cols = coo.indices()
         vals = coo.values()
         row_sums = torch.zeros(S * self.n_actions, dtype=DTYPE, device=vals.device).index_add_(0, rows, vals)
-        self._check_entries(vals, row_sums)
+        self._check_entries(vals, row_sums[(~self.terminal).repeat_interleave(self.n_actions)])
+        if self.terminal.any():
+            keep = ~self.terminal[torch.div(rows, self.n_actions, rounding_mode="floor")]
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
+            coo = torch.sparse_coo_tensor(
+                torch.stack([rows, cols]), vals, coo.shape, is_coalesced=True, check_invariants=False
+            )
         with warnings.catch_warnings():  # torch flags its (working) CSR support as beta on every construction
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             self.P = coo.to_sparse_csr()
@@ -93,34 +106,47 @@ class TabularMDP:
         on_diag = cols == torch.div(rows, self.n_actions, rounding_mode="floor")
         self._self_loops.index_add_(0, rows[on_diag], vals[on_diag])
 
+    def _check_terminal(self, terminal: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        if terminal is None:
+            return torch.zeros(self.n_states, dtype=torch.bool, device=device)
+        if not isinstance(terminal, torch.Tensor) or terminal.dtype != torch.bool:
+            raise TypeError(f"terminal must be a boolean torch.Tensor of shape (S,) = ({self.n_states},) or None")
+        if terminal.shape != (self.n_states,):
+            raise ValueError(f"terminal must have shape (S,) = ({self.n_states},), got {tuple(terminal.shape)}")
+        return terminal.to(device)
+
     @staticmethod
     def _check_entries(values: torch.Tensor, row_sums: torch.Tensor) -> None:
         check_finite("P", values)
         if values.numel() and values.min() < 0:
             raise ValueError(f"P must have non-negative entries; smallest entry is {values.min().item():.3g}")
-        worst = (row_sums - 1.0).abs().max().item()
+        worst = (row_sums - 1.0).abs().max().item() if row_sums.numel() else 0.0
         if worst > ROW_SUM_ATOL:
             raise ValueError(
-                f"every row P(.|s, a) must sum to 1 (tolerance {ROW_SUM_ATOL:g}); worst row is off by {worst:.3g}"
+                f"every row P(.|s, a) of a non-terminal state must sum to 1 (tolerance {ROW_SUM_ATOL:g}); "
+                f"worst row is off by {worst:.3g}"
             )
 
     def _check_rho(self, rho: torch.Tensor | None) -> torch.Tensor:
-        S = self.n_states
-        device = self.P.device
         if rho is None:
-            return torch.full((S,), 1.0 / S, dtype=DTYPE, device=device)
-        if not isinstance(rho, torch.Tensor):
-            raise TypeError(f"rho must be a torch.Tensor or None, got {type(rho).__name__}")
-        if rho.shape != (S,):
-            raise ValueError(f"rho must have shape (S,) = ({S},), got {tuple(rho.shape)}")
-        rho = rho.to(DTYPE)
-        check_finite("rho", rho)
-        if rho.min() < 0 or abs(rho.sum().item() - 1.0) > ROW_SUM_ATOL:
+            return torch.full((self.n_states,), 1.0 / self.n_states, dtype=DTYPE, device=self.P.device)
+        return self.check_distribution("rho", rho, self.n_states).to(self.P.device)
+
+    @staticmethod
+    def check_distribution(name: str, p: torch.Tensor, size: int) -> torch.Tensor:
+        """Validate a probability vector of length ``size`` (entries >= 0 summing to 1); returned as float64."""
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(p).__name__}")
+        if p.shape != (size,):
+            raise ValueError(f"{name} must have shape (S,) = ({size},), got {tuple(p.shape)}")
+        p = p.to(DTYPE)
+        check_finite(name, p)
+        if p.min() < 0 or abs(p.sum().item() - 1.0) > ROW_SUM_ATOL:
             raise ValueError(
-                "rho must be a probability distribution (entries >= 0, summing to 1); "
-                f"got min {rho.min().item():.3g}, sum {rho.sum().item():.12g}"
+                f"{name} must be a probability distribution (entries >= 0, summing to 1); "
+                f"got min {p.min().item():.3g}, sum {p.sum().item():.12g}"
             )
-        return rho.to(device)
+        return p
 
     # ------------------------------------------------------------------ the two products with P
 
