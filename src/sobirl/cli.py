@@ -10,18 +10,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 
 import sobirl
 from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, solve
-from sobirl.experiments import MetricsLogger, create_run_dir, plot_convergence, write_config
+from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, write_config
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
-from sobirl.problems import random_mdp
+from sobirl.problems import PROBLEMS, random_mdp
 from sobirl.tabular import SOLVERS, BilevelProblem, hypergradient, hyperobjective
 from sobirl.validation import check_int
 
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {sobirl.__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
     _add_synthetic(commands)
+    _add_compare(commands)
     return parser
 
 
@@ -217,3 +220,128 @@ def _execute_synthetic(
     print(f"final |grad phi| = {grad_norm:.3g}")
     print(f"wall time {wall_time:.1f} s; view the curves with: tensorboard --logdir {paths['tensorboard']}")
     return 0
+
+
+def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "compare",
+        help="compare methods on one problem over seeds, with the same budget",
+        description=(
+            "Run every method for the same number of iterations on one problem, once per seed, in parallel "
+            "processes. Records the exact objective every --evaluate-every iterations (not counted in wall time). "
+            "Writes config.yaml, trials/<method>-seed<k>.csv, results.md (final objective mean +/- standard error, "
+            "work counters, wall time) and objective.png to a new run directory OUTPUT_DIR/NAME-<timestamp>."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("--problem", required=True, help=f"problem, one of: {', '.join(PROBLEMS)}")
+    sub.add_argument(
+        "--set",
+        dest="problem_params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a problem parameter (repeatable), e.g. --set lam=0.001; numbers, else YAML values",
+    )
+    sub.add_argument("--methods", required=True, help=f"comma-separated methods, from: {', '.join(METHODS)}")
+    sub.add_argument(
+        "--param",
+        dest="method_params",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="a method parameter (repeatable), e.g. --param exact.beta=0.5; numbers, else YAML values",
+    )
+    sub.add_argument("--seeds", type=int, default=3, help="number of seeds: 0, 1, ..., SEEDS-1")
+    sub.add_argument("--iterations", type=int, default=200, help="outer iterations per trial (the same budget)")
+    sub.add_argument("--evaluate-every", type=int, default=10, help="iterations between exact evaluations")
+    sub.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
+    sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
+    sub.add_argument("--name", default=None, help="run name (default: compare-<problem>)")
+    sub.set_defaults(handler=functools.partial(_run_compare, sub))
+
+
+def _key_values(items: list[str], option: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    """A number when the text is one (YAML 1.1 reads ``1e4`` as a string), else YAML (``true``, ``[1, 2]``)."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def _run_compare(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    try:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        problem_params = _key_values(args.problem_params, "--set")
+        method_params: dict[str, dict[str, Any]] = {}
+        for key, value in _key_values(args.method_params, "--param").items():
+            method, sep, name = key.partition(".")
+            if not sep:
+                raise ValueError(f"--param expects METHOD.FIELD=VALUE, got {key!r}")
+            method_params.setdefault(method, {})[name] = value
+        check_int("seeds", args.seeds, low=1)
+        check_int("iterations", args.iterations, low=1)
+        check_int("evaluate-every", args.evaluate_every, low=1)
+        check_int("workers", args.workers, low=1)
+        compare.validate(args.problem, problem_params, methods, method_params)
+        run_dir = create_run_dir(args.output_dir, args.name or f"compare-{args.problem}")
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"cannot create a run directory in {args.output_dir}: {err}")
+
+    write_config(
+        run_dir,
+        {
+            "experiment": "compare",
+            "problem": args.problem,
+            "problem_params": problem_params,
+            "methods": methods,
+            "method_params": method_params,
+            "seeds": args.seeds,
+            "iterations": args.iterations,
+            "evaluate_every": args.evaluate_every,
+            "workers": args.workers,
+        },
+        command=command,
+    )
+    specs = [
+        compare.TrialSpec(
+            problem=args.problem,
+            problem_params=problem_params,
+            method=method,
+            method_params=method_params.get(method, {}),
+            seed=seed,
+            iterations=args.iterations,
+            evaluate_every=args.evaluate_every,
+            metrics_path=run_dir / "trials" / f"{method}-seed{seed}.csv",
+        )
+        for method in methods
+        for seed in range(args.seeds)
+    ]
+    with tqdm(total=len(specs), desc="trials", dynamic_ncols=True) as bar:
+
+        def done(result: compare.TrialResult) -> None:
+            bar.update()
+            if result.error:
+                tqdm.write(f"{result.spec.method} seed {result.spec.seed} failed: {result.error}", file=sys.stderr)
+
+        results = compare.run_trials(specs, workers=args.workers, on_done=done)
+    table = compare.markdown_table(compare.summarise(results), args.iterations)
+    (run_dir / "results.md").write_text(f"# {args.problem}: {', '.join(methods)} over {args.seeds} seeds\n\n{table}")
+    compare.plot_comparison(results, run_dir / "objective.png", title=f"{args.problem}, {args.seeds} seeds")
+    print(table)
+    print(f"run_dir  {run_dir}\nresults  {run_dir / 'results.md'}\nfigure   {run_dir / 'objective.png'}")
+    return 1 if any(r.error for r in results) else 0

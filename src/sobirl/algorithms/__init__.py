@@ -2,16 +2,20 @@
 
 from sobirl.algorithms.base import History, MethodConfig, OuterLoop, SolveResult
 from sobirl.algorithms.exact import Exact, ExactConfig
+from sobirl.algorithms.itd import ITD, ITDConfig
 from sobirl.algorithms.m_sobirl import MSoBiRL, MSoBiRLConfig
 from sobirl.algorithms.sobirl import SoBiRL, SoBiRLConfig
 from sobirl.algorithms.solve import METHODS, DivergenceError, solve
+from sobirl.algorithms.zero_order import ZeroOrder, ZeroOrderConfig
 
 __all__ = [
+    "ITD",
     "METHODS",
     "DivergenceError",
     "Exact",
     "ExactConfig",
     "History",
+    "ITDConfig",
     "MSoBiRL",
     "MSoBiRLConfig",
     "MethodConfig",
@@ -19,5 +23,7 @@ __all__ = [
     "SoBiRL",
     "SoBiRLConfig",
     "SolveResult",
+    "ZeroOrder",
+    "ZeroOrderConfig",
     "solve",
 ]

@@ -12,8 +12,10 @@ from tqdm.auto import tqdm
 
 from sobirl.algorithms.base import History, OuterLoop, SolveResult
 from sobirl.algorithms.exact import Exact
+from sobirl.algorithms.itd import ITD
 from sobirl.algorithms.m_sobirl import MSoBiRL
 from sobirl.algorithms.sobirl import SoBiRL
+from sobirl.algorithms.zero_order import ZeroOrder
 from sobirl.tabular.hypergrad import as_parameters, hypergradient_info
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.validation import NonFiniteError, check_choice, check_int, check_parameters
@@ -24,6 +26,8 @@ METHODS: dict[str, type[OuterLoop]] = {
         Exact,
         MSoBiRL,
         SoBiRL,
+        ITD,
+        ZeroOrder,
     )
 }
 """Registered methods by name; ``solve(..., method=name)`` accepts exactly these."""
