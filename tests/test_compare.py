@@ -19,8 +19,22 @@ def _run_dir(tmp_path):
 
 def test_compare_writes_trials_table_and_figure(tmp_path, capsys):
     code = main(
-        ["compare", *SMALL, "--methods", "exact,m-sobirl", "--seeds", "2"]
-        + ["--iterations", "20", "--evaluate-every", "5", "--workers", "2", "--output-dir", str(tmp_path)]
+        [
+            "compare",
+            *SMALL,
+            "--methods",
+            "exact,m-sobirl",
+            "--seeds",
+            "2",
+            "--iterations",
+            "20",
+            "--evaluate-every",
+            "5",
+            "--workers",
+            "2",
+            "--output-dir",
+            str(tmp_path),
+        ]
     )
     assert code == 0
     run_dir = _run_dir(tmp_path)
@@ -54,8 +68,22 @@ def test_parallel_and_sequential_trials_agree(tmp_path):
 
 def test_a_failed_trial_is_reported_not_dropped(tmp_path, capsys):
     code = main(
-        ["compare", *SMALL, "--methods", "m-sobirl", "--param", "m-sobirl.beta=1e4", "--seeds", "1"]
-        + ["--iterations", "50", "--workers", "1", "--output-dir", str(tmp_path)]
+        [
+            "compare",
+            *SMALL,
+            "--methods",
+            "m-sobirl",
+            "--param",
+            "m-sobirl.beta=1e4",
+            "--seeds",
+            "1",
+            "--iterations",
+            "50",
+            "--workers",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        ]
     )
     assert code == 1
     assert "1/1" in (_run_dir(tmp_path) / "results.md").read_text()
