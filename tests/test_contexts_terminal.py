@@ -126,3 +126,11 @@ def test_contexts_must_match():
         contextual_problem([Context(a, r, f, 0.5), Context(b, r, f, 0.5)])
     with pytest.raises(ValueError, match="context weights must be a probability distribution"):
         contextual_problem([Context(a, r, f, 0.5), Context(a, r, f, 0.6)])
+
+
+def test_soft_policy_value_gradient_is_finite_where_pi_is_zero():
+    mdp = TabularMDP(random_transitions(3, 2, torch.Generator().manual_seed(5)), gamma=0.9, tau=0.1)
+    pi = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]], dtype=F64, requires_grad=True)
+    r = torch.ones(3, 2, dtype=F64)
+    (g,) = torch.autograd.grad(policy_value(mdp, pi, r, entropy=True).sum(), pi)
+    assert torch.isfinite(g).all()

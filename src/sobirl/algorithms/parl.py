@@ -230,7 +230,12 @@ class PARLConfig(MethodConfig):
 
 
 class PARL(OuterLoop):
-    """PARL (Chakraborty et al. 2024): AID with Hessian-vector products in the follower's logits."""
+    """PARL (Chakraborty et al. 2024): AID with Hessian-vector products in the follower's logits.
+
+    History columns besides ``objective`` (``f(x_k, softmax(theta_k))``) and ``grad_norm``: ``hvp`` (second-order
+    products this iteration: the linear solver's Hessian-vector products plus the mixed product), ``hvp_total``
+    (cumulative) and ``inner_iterations`` (Newton steps of the exact lower level, or gradient steps on theta).
+    """
 
     name = "parl"
     Config = PARLConfig

@@ -32,7 +32,9 @@ def policy_value(mdp: TabularMDP, pi: torch.Tensor, r: torch.Tensor, *, entropy:
     """
     c = (pi * r).sum(dim=1)
     if entropy:
-        c = c - mdp.tau * torch.special.xlogy(pi, pi).sum(dim=1)
+        # pi log pi with 0 log 0 = 0 and a finite gradient where pi underflowed to 0 (xlogy's gradient is NaN there)
+        positive = pi > 0
+        c = c - mdp.tau * torch.where(positive, pi * torch.log(torch.where(positive, pi, 1.0)), 0.0).sum(dim=1)
     if mdp.is_sparse:
         return _SparseEvaluation.apply(pi, c, mdp)
     M = torch.eye(mdp.n_states, dtype=c.dtype, device=c.device) - mdp.gamma * mdp.policy_matrix(pi)
