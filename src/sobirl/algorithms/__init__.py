@@ -2,24 +2,33 @@
 
 from sobirl.algorithms.base import History, MethodConfig, OuterLoop, SolveResult
 from sobirl.algorithms.exact import Exact, ExactConfig
+from sobirl.algorithms.hpgd import HPGD, HPGDConfig
 from sobirl.algorithms.itd import ITD, ITDConfig
 from sobirl.algorithms.m_sobirl import MSoBiRL, MSoBiRLConfig
+from sobirl.algorithms.parl import PARL, PARLConfig
+from sobirl.algorithms.pbrl import PBRL, PBRLConfig
 from sobirl.algorithms.sobirl import SoBiRL, SoBiRLConfig
 from sobirl.algorithms.solve import METHODS, DivergenceError, solve
 from sobirl.algorithms.zero_order import ZeroOrder, ZeroOrderConfig
 
 __all__ = [
+    "HPGD",
     "ITD",
     "METHODS",
+    "PARL",
+    "PBRL",
     "DivergenceError",
     "Exact",
     "ExactConfig",
+    "HPGDConfig",
     "History",
     "ITDConfig",
     "MSoBiRL",
     "MSoBiRLConfig",
     "MethodConfig",
     "OuterLoop",
+    "PARLConfig",
+    "PBRLConfig",
     "SoBiRL",
     "SoBiRLConfig",
     "SolveResult",

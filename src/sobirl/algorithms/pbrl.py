@@ -13,13 +13,13 @@ with the soft (entropy-regularised) values of section 1, ``V^pi_x(rho) = rho^T (
 Gradients (section 6):
 
     d_theta F_lambda = d_theta f - lambda d_theta V^{pi_theta}_x(rho)     # exact policy gradient in logits
-    d_x F_lambda     = d_x f + lambda J^T (d*  pi* - d_theta pi_theta)    # J = d r_x / d x
+    d_x F_lambda     = d_x f + lambda J^T (d^{pi*} pi* - d^{pi_theta} pi_theta)    # J = d r_x / d x
 
-where ``d^pi = (I - gamma P_pi)^{-T} rho`` is the discounted state occupancy of ``pi``. The ``pi*`` term is
+where ``d^pi = (I - gamma P_pi)^{-T} rho`` is the discounted state occupancy of ``pi`` and
+``(d^pi pi)(s, a) = d^pi(s) pi(a|s)``: both are discounted sums of ``J`` under the two policies. The ``pi*`` term is
 Danskin's theorem: ``d V*_x(rho) / dx`` is the x-gradient of ``V^{pi}_x(rho)`` at the fixed ``pi = pi*(x)``.
-Both x-terms are taken by ONE backward pass through one scalar surrogate (``r_x`` evaluated once per step);
-each theta step is one backward pass. Every soft value is evaluated in log space
-(:func:`soft_return`), so logits whose softmax underflows (small ``tau``) keep a finite gradient.
+The whole x-gradient is ONE backward pass through one scalar surrogate (``r_x`` evaluated once per step);
+each theta step is one backward pass.
 
 Per outer iteration k (the double loop):
 
@@ -31,6 +31,13 @@ Per outer iteration k (the double loop):
 The theta step is gradient descent on ``F_lambda / lambda`` (same minimiser in theta): its curvature in theta
 is ``O(lambda)``, so a fixed step on ``F_lambda`` itself would diverge as lambda grows. ``theta_0 = Q*(x_0) / tau``,
 the follower's soft-optimal logits, so ``p(x_0, theta_0) = 0``.
+
+Stability caps lambda: at fixed theta, ``F_lambda`` has curvature ``O(lambda)`` in x too, and a fixed number of
+theta steps only tracks the moving ``pi*(x)`` up to an error that the x-gradient multiplies by lambda. The x step
+is stable while ``beta * lambda`` stays O(1) (measured on 5-state nonlinear problems at beta = 8e-3: stable with
+lambda_max = 100, divergent within 1500 iterations with lambda_max = 1e3 even with 30 inner steps), hence the
+default ``lambda_max = 100``. The limit point is then ``O(1/lambda_max)`` away from the bilevel solution
+(policy gap ~ 1/lambda, penalty ~ 1/lambda^2).
 """
 
 from __future__ import annotations
@@ -67,7 +74,7 @@ class PBRLConfig(MethodConfig):
     inner_steps: int = 10
     lambda0: float = 1.0
     growth: float = 1.01
-    lambda_max: float = 1e4
+    lambda_max: float = 100.0
     tol: float = TOL
 
     def __post_init__(self) -> None:
@@ -98,13 +105,8 @@ class PenaltyGradient:
 
 
 def soft_return(mdp: TabularMDP, theta: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """``V^{pi_theta}(rho)``, the soft value at ``rho`` of ``pi_theta = softmax(theta)``; differentiable in both.
-
-    The entropy bonus enters as the reward ``r - tau log pi_theta`` with ``log pi_theta = log_softmax(theta)``:
-    equal to ``policy_value(..., entropy=True)``, but finite (value and gradient) where ``pi_theta`` underflows.
-    """
-    log_pi = torch.log_softmax(theta, dim=1)
-    return mdp.rho @ policy_value(mdp, log_pi.exp(), r - mdp.tau * log_pi)
+    """``V^{pi_theta}(rho)``, the soft value at ``rho`` of ``pi_theta = softmax(theta)``; differentiable in both."""
+    return mdp.rho @ policy_value(mdp, torch.softmax(theta, dim=1), r, entropy=True)
 
 
 def theta_gradient(
@@ -148,13 +150,20 @@ def x_gradient(
         f = prob.upper(x, torch.softmax(theta.detach(), dim=1))
         penalty = soft_return(prob.mdp, theta_star.detach(), r) - soft_return(prob.mdp, theta.detach(), r)
         F = f + lam * penalty
+        # F is free of x only when both r_x and f are (a constant reward and an f of pi alone).
         (grad,) = torch.autograd.grad(F, x, allow_unused=True) if F.requires_grad else (None,)
     grad = torch.zeros_like(x) if grad is None else grad
     return PenaltyGradient(grad=grad, value=F.detach(), objective=f.detach(), penalty=penalty.detach())
 
 
 class PBRL(OuterLoop):
-    """PBRL (Shen et al. 2024): alternating gradient descent on the value-penalised objective ``F_lambda``."""
+    """PBRL (Shen et al. 2024): alternating gradient descent on the value-penalised objective ``F_lambda``.
+
+    History columns, all at ``(x_k, theta)`` after the theta steps and before the x step: ``objective`` =
+    ``f(x_k, pi_theta)``, ``grad_norm`` = ``|d_x F_lambda|``, ``penalty`` = ``V*(rho) - V^{pi_theta}(rho)``,
+    ``lambda`` = ``lambda_k``, ``policy_gap`` = ``max |pi_theta - pi*(x_k)|``, ``inner_iterations`` = Newton
+    steps of the warm-started ``V*`` solve.
+    """
 
     name = "pbrl"
     Config = PBRLConfig
@@ -164,16 +173,11 @@ class PBRL(OuterLoop):
         solution = lower_level(prob, self.x, tol=config.tol)
         self.V_star = solution.V
         self.theta = solution.Q / self.mdp.tau
-        self.k = 0
-
-    def penalty_weight(self) -> float:
-        """``lambda_k = min(lambda_max, lambda0 * growth^k)`` at the current outer iteration k."""
-        cfg: PBRLConfig = self.config  # type: ignore[assignment]
-        return min(cfg.lambda_max, cfg.lambda0 * cfg.growth**self.k)
+        self.lam = config.lambda0
 
     def step(self) -> dict[str, float]:
         cfg: PBRLConfig = self.config  # type: ignore[assignment]
-        lam = self.penalty_weight()
+        lam = self.lam
         x = as_parameters(self.x)
         with torch.enable_grad():
             r = self.prob.reward(x)
@@ -183,7 +187,8 @@ class PBRL(OuterLoop):
         self.V_star = solution.V
         info = x_gradient(self.prob, x, r, self.theta, solution.Q / self.mdp.tau, lam)
         self.x = (x - cfg.beta * info.grad).detach()
-        self.k += 1
+        # lambda_{k+1} = min(lambda_max, growth lambda_k): growth^k itself would overflow in long runs.
+        self.lam = min(cfg.lambda_max, cfg.growth * lam)
         return {
             "objective": info.objective.item(),
             "grad_norm": torch.linalg.vector_norm(info.grad).item(),

@@ -12,8 +12,11 @@ from tqdm.auto import tqdm
 
 from sobirl.algorithms.base import History, OuterLoop, SolveResult
 from sobirl.algorithms.exact import Exact
+from sobirl.algorithms.hpgd import HPGD
 from sobirl.algorithms.itd import ITD
 from sobirl.algorithms.m_sobirl import MSoBiRL
+from sobirl.algorithms.parl import PARL
+from sobirl.algorithms.pbrl import PBRL
 from sobirl.algorithms.sobirl import SoBiRL
 from sobirl.algorithms.zero_order import ZeroOrder
 from sobirl.tabular.hypergrad import as_parameters, hypergradient_info
@@ -28,6 +31,9 @@ METHODS: dict[str, type[OuterLoop]] = {
         SoBiRL,
         ITD,
         ZeroOrder,
+        PARL,
+        PBRL,
+        HPGD,
     )
 }
 """Registered methods by name; ``solve(..., method=name)`` accepts exactly these."""

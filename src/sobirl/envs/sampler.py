@@ -9,11 +9,14 @@ Every draw is an inverse-CDF lookup with ``torch.searchsorted`` (``right=True``,
 never chosen):
 
 - actions and start states: cumulative sums of ``pi`` (per state) and of ``rho``;
-- next states, dense ``P``: the per-row cumulative sums ``cumsum_s' P(s'|s, a)``;
-- next states, sparse ``P`` (CSR ``(S*A, S)``, never densified): ONE cumulative sum ``c`` of the stored values;
-  row ``r = s*A + a`` owns ``c[crow[r]:crow[r+1]]``, and ``u ~ U[0, 1)`` is mapped to
-  ``c[crow[r]-1] + u * (c[crow[r+1]-1] - c[crow[r]-1])`` before the search. The running sum reaches ``S*A``,
-  so each probability carries an absolute rounding error of about ``1e-16 * S * A``.
+- next states: ONE cumulative sum ``c`` of the stored values of ``P`` read as a CSR matrix ``(S*A, S)`` (a sparse
+  ``P`` is used as stored, never densified; a dense ``P`` stores every entry). Row ``r = s*A + a`` owns
+  ``c[crow[r]:crow[r+1]]``, and ``u ~ U[0, 1)`` is mapped to ``low_r + u * (high_r - low_r)`` (the running sums
+  just before and at the end of the row) before one ``searchsorted`` over all of ``c``: ``O(log nnz)`` per draw,
+  no per-row gather. The running sum reaches ``S*A``, so each probability carries an absolute rounding error of
+  about ``1e-16 * S * A``.
+
+``coupled_blocks`` gives common random numbers to groups of trajectories (used for low-variance differences).
 """
 
 from __future__ import annotations
@@ -50,6 +53,29 @@ class Trajectories:
         t = torch.arange(self.alive.shape[1], dtype=DTYPE, device=self.alive.device)
         return torch.pow(gamma, t) * self.alive
 
+    def returns(self, gamma: float, reward: torch.Tensor) -> torch.Tensor:
+        """Discounted returns ``sum_t gamma^t r(s_t, a_t)`` over the steps that happened, ``(n,)``.
+
+        Args:
+            gamma: discount.
+            reward: reward table ``(S, A)``.
+        """
+        return (self.discounts(gamma) * reward[self.states, self.actions]).sum(dim=1)
+
+    def returns_to_go(self, gamma: float, reward: torch.Tensor) -> torch.Tensor:
+        """``G[i, t] = sum_{k >= t} gamma^(k - t) r(s_k, a_k)`` over the steps that happened, ``(n, horizon)``.
+
+        Args:
+            gamma: discount.
+            reward: reward table ``(S, A)``.
+        """
+        horizon = self.alive.shape[1]
+        t = torch.arange(horizon, device=self.alive.device)
+        lag = t.unsqueeze(1) - t.unsqueeze(0)  # k - t
+        # discount[k, t] = gamma^(k - t) for k >= t: one matrix product sums every suffix
+        discount = torch.where(lag >= 0, torch.pow(gamma, lag.clamp(min=0).to(DTYPE)), 0.0)
+        return (reward[self.states, self.actions] * self.alive) @ discount
+
     def occupancy(self, gamma: float, shape: tuple[int, int], weights: torch.Tensor | None = None) -> torch.Tensor:
         """Weighted discounted visit counts ``N(s, a) = sum_i w_i sum_t gamma^t alive[i,t] 1{(s_t, a_t) = (s, a)}``.
 
@@ -71,7 +97,8 @@ class Trajectories:
 
 def sample_actions(pi: torch.Tensor, states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``a_i ~ pi(.|s_i)`` for a batch of states ``(n,)``; ``pi`` is a validated ``(S, A)`` policy."""
-    return _sample_rows(pi.cumsum(dim=1), states, generator)
+    u = torch.rand(states.shape, generator=generator, dtype=DTYPE, device=pi.device)
+    return _sample_rows(pi.cumsum(dim=1), states, u)
 
 
 def sample_trajectories(
@@ -83,17 +110,22 @@ def sample_trajectories(
     start_states: torch.Tensor | None = None,
     start_actions: torch.Tensor | None = None,
     generator: torch.Generator,
+    coupled_blocks: int = 1,
 ) -> Trajectories:
     """Roll out ``n`` trajectories of policy ``pi`` in ``mdp`` at once, truncated at ``horizon``.
 
     Args:
         mdp: the MDP (``P`` dense or sparse, ``rho``, ``terminal``).
         pi: policy ``(S, A)``, rows summing to 1.
-        n: number of trajectories (>= 1).
+        n: number of trajectories (>= 0; none gives empty tensors).
         horizon: steps per trajectory (>= 1).
         start_states: ``s_0`` per trajectory, long ``(n,)``; drawn from ``mdp.rho`` when None.
         start_actions: ``a_0`` per trajectory, long ``(n,)``; drawn from ``pi(.|s_0)`` when None.
         generator: the source of randomness (same seed, same samples).
+        coupled_blocks: common random numbers: the trajectories form this many consecutive blocks of
+            ``n // coupled_blocks`` (``n`` must divide), and the i-th members of all blocks use the same uniform
+            draws at every step. Each trajectory keeps its distribution; members in the same state at the same
+            time stay together from then on, so differences between blocks have a small variance.
 
     Returns:
         :class:`Trajectories` with ``(n, horizon)`` tensors.
@@ -101,70 +133,82 @@ def sample_trajectories(
     Raises:
         ValueError / TypeError: bad shapes, indices out of range or a policy that is not a distribution.
     """
-    check_int("n", n, low=1)
+    check_int("n", n, low=0)
     check_int("horizon", horizon, low=1)
+    check_int("coupled_blocks", coupled_blocks, low=1)
+    if n % coupled_blocks:
+        raise ValueError(f"n = {n} must be a multiple of coupled_blocks = {coupled_blocks}")
     S, A = mdp.shape
     pi = _check_policy(mdp, pi)
     device = pi.device
     pi_cdf = pi.cumsum(dim=1)
+
+    def uniform() -> torch.Tensor:
+        return torch.rand(n // coupled_blocks, generator=generator, dtype=DTYPE, device=device).repeat(coupled_blocks)
+
     if start_states is None:
         rho_cdf = mdp.rho.cumsum(dim=0)
-        u = torch.rand(n, generator=generator, dtype=DTYPE, device=device) * rho_cdf[-1]
-        s = torch.searchsorted(rho_cdf, u, right=True).clamp(max=S - 1)
+        s = torch.searchsorted(rho_cdf, _below(uniform() * rho_cdf[-1], rho_cdf[-1]), right=True)
     else:
         s = _check_indices("start_states", start_states, n, S, device)
-    a = (
-        _sample_rows(pi_cdf, s, generator)
-        if start_actions is None
-        else _check_indices("start_actions", start_actions, n, A, device)
-    )
+    if start_actions is None:
+        a = _sample_rows(pi_cdf, s, uniform())
+    else:
+        a = _check_indices("start_actions", start_actions, n, A, device)
     next_state = _NextState(mdp)
-    states = torch.empty(n, horizon, dtype=torch.long, device=device)
+    # Time-major buffers: each step writes one contiguous row.
+    states = torch.empty(horizon, n, dtype=torch.long, device=device)
     actions = torch.empty_like(states)
-    alive = torch.zeros(n, horizon, dtype=torch.bool, device=device)
+    alive = torch.zeros(horizon, n, dtype=torch.bool, device=device)
     live = torch.ones(n, dtype=torch.bool, device=device)
     for t in range(horizon):
-        states[:, t], actions[:, t], alive[:, t] = s, a, live
+        states[t], actions[t], alive[t] = s, a, live
         live = live & ~mdp.terminal[s]
         if t == horizon - 1 or not live.any():  # nothing left to sample
-            states[:, t + 1 :], actions[:, t + 1 :] = s.unsqueeze(1), a.unsqueeze(1)
+            states[t + 1 :], actions[t + 1 :] = s, a
             break
-        s = torch.where(live, next_state(s * A + a, generator), s)
-        a = _sample_rows(pi_cdf, s, generator)
+        s = torch.where(live, next_state(s * A + a, uniform()), s)
+        a = _sample_rows(pi_cdf, s, uniform())
+    states, actions, alive = states.T.contiguous(), actions.T.contiguous(), alive.T.contiguous()
     return Trajectories(states=states, actions=actions, alive=alive)
 
 
 class _NextState:
-    """``s' ~ P(.|row)`` for a batch of flat rows ``s*A + a`` by inverse CDF (see the module docstring)."""
+    """``s' ~ P(.|row)`` for a batch of flat rows ``r = s*A + a``: one global inverse CDF (module docstring).
+
+    A dense ``P`` is read as the CSR matrix that stores every entry of its ``(S*A, S)`` view.
+    """
 
     def __init__(self, mdp: TabularMDP) -> None:
-        self.sparse = mdp.is_sparse
-        if self.sparse:
-            crow = mdp.P.crow_indices()
-            self.col = mdp.P.col_indices()
-            c = torch.cat([mdp.P.values().new_zeros(1), mdp.P.values().cumsum(dim=0)])
-            self.cum = c[1:]
-            self.first, self.last = crow[:-1], crow[1:] - 1  # entry range of each row (empty for terminal rows)
-            self.low, self.high = c[crow[:-1]], c[crow[1:]]
+        if mdp.is_sparse:
+            crow, self.col, values = mdp.P.crow_indices(), mdp.P.col_indices(), mdp.P.values()
         else:
-            self.cdf = mdp.P.reshape(-1, mdp.n_states).cumsum(dim=1)
+            values = mdp.P.reshape(-1)
+            S = mdp.n_states
+            crow = torch.arange(0, values.numel() + 1, S, device=values.device)
+            self.col = torch.arange(S, device=values.device).repeat(mdp.n_states * mdp.n_actions)
+        c = torch.cat([values.new_zeros(1), values.cumsum(dim=0)])
+        self.cum = c[1:]
+        self.low, self.high = c[crow[:-1]], c[crow[1:]]  # the running sum just before and at the end of each row
 
-    def __call__(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if not self.sparse:
-            return _sample_rows(self.cdf, rows, generator)
+    def __call__(self, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Successors of ``rows`` for uniforms ``u ~ U[0, 1)`` of the same shape."""
         low, high = self.low[rows], self.high[rows]
-        u = low + torch.rand(rows.shape, generator=generator, dtype=DTYPE, device=rows.device) * (high - low)
-        k = torch.searchsorted(self.cum, u, right=True)
-        # Rounding may push u onto the row's end; an empty (terminal) row gives an index whose state is discarded.
-        k = torch.minimum(torch.maximum(k, self.first[rows]), self.last[rows]).clamp(0, self.cum.numel() - 1)
-        return self.col[k]
+        k = torch.searchsorted(self.cum, _below(low + u * (high - low), high), right=True)
+        return self.col[k.clamp(0, self.cum.numel() - 1)]  # the clamp only matters for empty (terminal) rows
 
 
-def _sample_rows(cdf: torch.Tensor, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Index ``j ~ p(.|row_i)`` per row of a batch, given the cumulative sums ``cdf`` of the distributions."""
+def _sample_rows(cdf: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index ``j ~ p(.|row_i)`` per row of a batch by inverse CDF, given the cumulative sums ``cdf`` of the
+    distributions and one uniform ``u_i ~ U[0, 1)`` per row."""
     c = cdf[rows]
-    u = torch.rand(rows.shape[0], 1, generator=generator, dtype=DTYPE, device=c.device) * c[:, -1:]
-    return torch.searchsorted(c, u, right=True).squeeze(1).clamp(max=c.shape[1] - 1)
+    total = c[:, -1:]
+    return torch.searchsorted(c, _below(u.unsqueeze(1) * total, total), right=True).squeeze(1)
+
+
+def _below(u: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """``u`` kept strictly below ``high``: a draw rounded up onto the end of its row would select past it."""
+    return torch.minimum(u, torch.nextafter(high, torch.full_like(high, -torch.inf)))
 
 
 def _check_policy(mdp: TabularMDP, pi: torch.Tensor) -> torch.Tensor:

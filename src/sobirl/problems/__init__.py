@@ -2,14 +2,20 @@
 
 from collections.abc import Callable
 
+from sobirl.problems.four_rooms import four_rooms
 from sobirl.problems.gridworld import gridworld_problem
+from sobirl.problems.gridworld_shaping import gridworld_shaping
 from sobirl.problems.random_mdp import random_mdp
+from sobirl.problems.tabular_rlhf import tabular_rlhf
 from sobirl.tabular.problem import BilevelProblem
 
-__all__ = ["PROBLEMS", "gridworld_problem", "random_mdp"]
+__all__ = ["PROBLEMS", "four_rooms", "gridworld_problem", "gridworld_shaping", "random_mdp", "tabular_rlhf"]
 
 PROBLEMS: dict[str, Callable[..., BilevelProblem]] = {
     "random-mdp": random_mdp,
+    "four-rooms": four_rooms,
     "gridworld": gridworld_problem,
+    "gridworld-shaping": gridworld_shaping,
+    "tabular-rlhf": tabular_rlhf,
 }
 """Problem builders by command-line name (``sobirl compare --problem NAME``)."""

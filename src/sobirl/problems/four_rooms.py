@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from sobirl.problems.gridworld import MOVES
 from sobirl.tabular import Context, ContextualProblem, LeaderValue, TabularMDP, contextual_problem
 from sobirl.tabular.mdp import DTYPE
 from sobirl.validation import check_range
@@ -41,9 +42,6 @@ MAP = (
     "xxxxxxxxxxxxx",
 )
 """HPGD's four-rooms map: ``x`` is a wall, a space a free cell."""
-
-MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
-"""``(d_row, d_col)`` of each action, in action order (up, right, down, left)."""
 
 START = (4, 1)
 GOALS = ((1, 9), (11, 11))
@@ -102,22 +100,21 @@ def four_rooms(lam: float = 0.003, c: float = 1.0, fail_prob: float = 0.33, gamm
     def incentives(x: torch.Tensor) -> torch.Tensor:
         return INCENTIVE_RANGE * torch.softmax(x, dim=0)[:S]
 
-    contexts = []
-    for goal in goals:
+    def context(goal: int) -> Context:
         at_goal = torch.zeros(S, dtype=torch.bool)
         at_goal[goal] = True
         mdp = TabularMDP(P, gamma=gamma, tau=tau, rho=rho, terminal=at_goal)
         goal_column = at_goal.to(DTYPE).unsqueeze(1)
 
-        def reward(x: torch.Tensor, at_goal: torch.Tensor = at_goal) -> torch.Tensor:
+        def reward(x: torch.Tensor) -> torch.Tensor:
             return torch.where(at_goal, 1.0, incentives(x)).unsqueeze(1).expand(S, A)
 
-        def leader_reward(x: torch.Tensor, goal_column: torch.Tensor = goal_column) -> torch.Tensor:
+        def leader_reward(x: torch.Tensor) -> torch.Tensor:
             return target_reward - c * goal_column * incentives(x).abs().sum()
 
-        contexts.append(Context(mdp, reward, LeaderValue(mdp, leader_reward, rho=rho), weight=0.5))
+        return Context(mdp, reward, LeaderValue(mdp, leader_reward, rho=rho), weight=0.5)
 
-    prob = contextual_problem(contexts, x0=torch.zeros(S + 1, dtype=DTYPE), name="four-rooms")
+    prob = contextual_problem([context(goal) for goal in goals], x0=torch.zeros(S + 1, dtype=DTYPE), name="four-rooms")
     prob.coords = coords
     prob.start, prob.goals, prob.target = start, goals, target
     return prob

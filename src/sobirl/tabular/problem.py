@@ -53,6 +53,10 @@ class BilevelProblem:
 
     def reward(self, x: torch.Tensor) -> torch.Tensor:
         """``r_x`` as a validated float64 ``(S, A)`` tensor (keeps the autograd graph to ``x``)."""
+        if self.x0 is not None and x.shape != self.x0.shape:
+            raise ValueError(
+                f"x must have shape {tuple(self.x0.shape)} (that of the problem's x0), got {tuple(x.shape)}"
+            )
         return check_reward(self.mdp, self.reward_fn(x), name="reward(x)")
 
     def upper(self, x: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,238 @@
+"""The batched trajectory sampler (sobirl.envs.sampler) against exact distributions of the MDP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import F64, random_transitions, to_sparse
+from sobirl.envs import sample_actions, sample_trajectories
+from sobirl.tabular import TabularMDP
+
+
+def _mdp(layout: str, *, S: int = 6, A: int = 3, seed: int = 0, **kwargs) -> tuple[TabularMDP, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    P = random_transitions(S, A, gen)
+    return TabularMDP(P if layout == "dense" else to_sparse(P, layout), **kwargs), P
+
+
+def _policy(S: int, A: int, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(S, A, generator=gen, dtype=F64), dim=1)
+
+
+def _z_scores(counts: torch.Tensor, p: torch.Tensor, n: int) -> torch.Tensor:
+    """|empirical - p| in binomial standard errors (the floor keeps p = 0 entries finite)."""
+    se = (p * (1 - p) / n).sqrt().clamp(min=1e-12)
+    return (counts / n - p).abs() / se
+
+
+@pytest.mark.parametrize("layout", ["dense", "coo", "csr"])
+def test_next_state_frequencies_match_P(layout):
+    mdp, P = _mdp(layout, S=8, A=3)
+    n = 200_000
+    for s, a in [(0, 0), (5, 2)]:
+        traj = sample_trajectories(
+            mdp,
+            _policy(8, 3),
+            n,
+            2,
+            start_states=torch.full((n,), s),
+            start_actions=torch.full((n,), a),
+            generator=torch.Generator().manual_seed(s),
+        )
+        counts = torch.bincount(traj.states[:, 1], minlength=8).to(F64)
+        assert _z_scores(counts, P[s, a], n).max() < 5.0
+        assert counts[P[s, a] == 0].sum() == 0  # zero-probability successors are never drawn
+
+
+def test_action_frequencies_match_pi():
+    pi = _policy(4, 5)
+    pi[2, 1] = 0.0
+    pi[2] /= pi[2].sum()
+    n = 200_000
+    a = sample_actions(pi, torch.full((n,), 2), torch.Generator().manual_seed(0))
+    counts = torch.bincount(a, minlength=5).to(F64)
+    assert _z_scores(counts, pi[2], n).max() < 5.0
+    assert counts[1] == 0
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_discounted_visitation_matches_occupancy(layout):
+    """(1/n) sum_i sum_t gamma^t 1{(s_t, a_t) = (s, a)}  vs  d(s, a) = [(I - gamma P_pi)^{-T} rho](s) pi(a|s)."""
+    S, A, gamma, n, horizon = 6, 3, 0.8, 20_000, 80  # gamma^80 = 2e-8
+    rho = torch.softmax(torch.randn(S, generator=torch.Generator().manual_seed(3), dtype=F64), dim=0)
+    mdp, P = _mdp(layout, S=S, A=A, gamma=gamma, rho=rho)
+    pi = _policy(S, A)
+    P_pi = torch.einsum("sa,sat->st", pi, P)
+    d = torch.linalg.solve((torch.eye(S, dtype=F64) - gamma * P_pi).T, rho).unsqueeze(1) * pi
+    traj = sample_trajectories(mdp, pi, n, horizon, generator=torch.Generator().manual_seed(4))
+    # per-trajectory discounted visit counts, for the standard error of their mean
+    flat = traj.states * A + traj.actions
+    per_traj = torch.zeros(n, S * A, dtype=F64).scatter_add_(1, flat, traj.discounts(gamma)).view(n, S, A)
+    empirical = traj.occupancy(gamma, (S, A)) / n
+    torch.testing.assert_close(per_traj.mean(dim=0), empirical, rtol=1e-12, atol=1e-12)
+    z = (empirical - d).abs() / (per_traj.std(dim=0) / n**0.5)
+    assert z.max() < 5.0
+    assert (empirical - d).abs().max() < 0.02 * d.max()
+    assert empirical.sum().item() == pytest.approx((1 - gamma**horizon) / (1 - gamma), rel=1e-12)
+
+
+def test_occupancy_weights():
+    mdp, _ = _mdp("dense")
+    traj = sample_trajectories(mdp, _policy(6, 3), 50, 7, generator=torch.Generator().manual_seed(0))
+    w = torch.linspace(-1, 2, 50, dtype=F64)
+    expected = torch.zeros(6, 3, dtype=F64)
+    d = traj.discounts(0.7)
+    for i in range(50):  # reference: the definition, one visit at a time
+        for t in range(7):
+            expected[traj.states[i, t], traj.actions[i, t]] += w[i] * d[i, t]
+    torch.testing.assert_close(traj.occupancy(0.7, (6, 3), w), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_returns():
+    mdp, _ = _mdp("dense", terminal=torch.tensor([False, False, True, False, False, False]))
+    traj = sample_trajectories(mdp, _policy(6, 3), 40, 9, generator=torch.Generator().manual_seed(0))
+    r = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    expected = torch.zeros(40, 9, dtype=F64)
+    for i in range(40):  # reference: the definition, backwards in time
+        for t in reversed(range(9)):
+            later = 0.7 * expected[i, t + 1] if t < 8 else 0.0
+            expected[i, t] = (r[traj.states[i, t], traj.actions[i, t]] + later) * traj.alive[i, t]
+    torch.testing.assert_close(traj.returns_to_go(0.7, r), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(traj.returns(0.7, r), expected[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_empty_batch():
+    mdp, _ = _mdp("csr")
+    traj = sample_trajectories(mdp, _policy(6, 3), 0, 4, generator=torch.Generator())
+    assert traj.states.shape == (0, 4) and traj.n_transitions == 0
+    assert traj.occupancy(0.9, (6, 3)).abs().sum() == 0
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_coupled_blocks_share_randomness(layout):
+    """Common random numbers: each block keeps the right distribution, and coupled members that meet stay together."""
+    mdp, P = _mdp(layout, S=8, A=3)
+    n = 100_000
+    s0 = torch.full((2 * n,), 4)
+    a0 = torch.cat([torch.zeros(n, dtype=torch.long), torch.full((n,), 2)])
+    traj = sample_trajectories(
+        mdp,
+        _policy(8, 3),
+        2 * n,
+        12,
+        start_states=s0,
+        start_actions=a0,
+        generator=torch.Generator().manual_seed(0),
+        coupled_blocks=2,
+    )
+    for block, a in [(slice(0, n), 0), (slice(n, 2 * n), 2)]:
+        counts = torch.bincount(traj.states[block, 1], minlength=8).to(F64)
+        assert _z_scores(counts, P[4, a], n).max() < 5.0
+    first, second = traj.states[:n], traj.states[n:]
+    same_pair = (first == second) & (traj.actions[:n] == traj.actions[n:])
+    met = same_pair.cumsum(dim=1) > 0
+    assert torch.equal(met, same_pair)  # once at the same (s, a), together for good
+    assert not met[:, 0].any()
+    assert 0.5 < met[:, -1].float().mean() < 1.0  # most pairs met within 12 steps, not all at once
+    same = sample_trajectories(
+        mdp, _policy(8, 3), 200, 12, start_states=torch.full((200,), 4), generator=torch.Generator(), coupled_blocks=4
+    )
+    assert (same.states.view(4, 50, 12) == same.states[:50]).all()
+    assert (same.actions.view(4, 50, 12) == same.actions[:50]).all()
+
+
+def test_start_states_and_actions_are_respected():
+    mdp, _ = _mdp("csr")
+    gen = torch.Generator().manual_seed(0)
+    s0 = torch.randint(0, 6, (500,), generator=gen)
+    a0 = torch.randint(0, 3, (500,), generator=gen)
+    both = sample_trajectories(mdp, _policy(6, 3), 500, 5, start_states=s0, start_actions=a0, generator=gen)
+    assert torch.equal(both.states[:, 0], s0) and torch.equal(both.actions[:, 0], a0)
+    # only the state given: a_0 ~ pi(.|s_0), here a deterministic policy
+    pi = torch.zeros(6, 3, dtype=F64)
+    pi[torch.arange(6), torch.arange(6) % 3] = 1.0
+    only_s = sample_trajectories(mdp, pi, 500, 5, start_states=s0, generator=gen)
+    assert torch.equal(only_s.states[:, 0], s0)
+    assert torch.equal(only_s.actions, only_s.states % 3)
+    assert only_s.alive.all()
+
+
+def test_start_states_follow_rho():
+    rho = torch.tensor([0.5, 0.0, 0.2, 0.0, 0.3, 0.0], dtype=F64)
+    mdp, _ = _mdp("dense", rho=rho)
+    n = 100_000
+    traj = sample_trajectories(mdp, _policy(6, 3), n, 1, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(traj.states[:, 0], minlength=6).to(F64)
+    assert _z_scores(counts, rho, n).max() < 5.0
+    assert counts[rho == 0].sum() == 0
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_terminal_states_end_trajectories(layout):
+    # A deterministic chain 0 -> 1 -> 2 (terminal): three steps, then nothing.
+    P = torch.zeros(4, 2, 4, dtype=F64)
+    P[0, :, 1] = P[1, :, 2] = P[3, :, 3] = 1.0
+    terminal = torch.tensor([False, False, True, False])
+    chain = TabularMDP(P if layout == "dense" else to_sparse(P, layout), terminal=terminal)
+    traj = sample_trajectories(
+        chain, _policy(4, 2), 10, 6, start_states=torch.zeros(10, dtype=torch.long), generator=torch.Generator()
+    )
+    assert traj.alive.tolist() == [[True, True, True, False, False, False]] * 10
+    assert traj.states[:, :3].tolist() == [[0, 1, 2]] * 10
+    assert traj.n_transitions == 30
+    assert traj.discounts(0.5)[0].tolist() == [1.0, 0.5, 0.25, 0.0, 0.0, 0.0]
+
+    # A random MDP with two terminal states: alive is a prefix that ends exactly at the first terminal visit.
+    mdp, _ = _mdp(layout, S=8, terminal=torch.tensor([False, True, False, False, True, False, False, False]))
+    traj = sample_trajectories(mdp, _policy(8, 3), 5000, 40, generator=torch.Generator().manual_seed(1))
+    is_terminal = mdp.terminal[traj.states] & traj.alive
+    first_end = torch.where(is_terminal.any(dim=1), is_terminal.float().argmax(dim=1), 40)
+    expected_alive = torch.arange(40).unsqueeze(0) <= first_end.unsqueeze(1)
+    assert torch.equal(traj.alive, expected_alive)
+    assert is_terminal.sum(dim=1).max() == 1  # never past a terminal state
+    assert 0 < (first_end < 40).float().mean() < 1  # some trajectories ended, some ran to the horizon
+
+
+def test_all_trajectories_end_early():
+    P = torch.zeros(2, 1, 2, dtype=F64)
+    P[0, 0, 1] = 1.0
+    mdp = TabularMDP(P, terminal=torch.tensor([False, True]), rho=torch.tensor([1.0, 0.0], dtype=F64))
+    traj = sample_trajectories(mdp, torch.ones(2, 1, dtype=F64), 3, 50, generator=torch.Generator())
+    assert traj.alive.sum(dim=1).tolist() == [2, 2, 2]
+    assert traj.states.shape == (3, 50) and traj.states[:, 1:].eq(1).all()
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_seeded_generator_is_reproducible(layout):
+    mdp, _ = _mdp(layout)
+    pi = _policy(6, 3)
+
+    def run(seed: int):
+        return sample_trajectories(mdp, pi, 300, 20, generator=torch.Generator().manual_seed(seed))
+
+    a, b, c = run(7), run(7), run(8)
+    assert torch.equal(a.states, b.states) and torch.equal(a.actions, b.actions) and torch.equal(a.alive, b.alive)
+    assert not torch.equal(a.states, c.states)
+
+
+def test_invalid_arguments():
+    mdp, _ = _mdp("dense")
+    pi, gen = _policy(6, 3), torch.Generator()
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        sample_trajectories(mdp, pi, -1, 5, generator=gen)
+    with pytest.raises(ValueError, match="n = 5 must be a multiple of coupled_blocks = 2"):
+        sample_trajectories(mdp, pi, 5, 5, generator=gen, coupled_blocks=2)
+    with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
+        sample_trajectories(mdp, pi, 3, 0, generator=gen)
+    with pytest.raises(ValueError, match=r"pi must have shape \(S, A\) = \(6, 3\)"):
+        sample_trajectories(mdp, pi[:5], 3, 5, generator=gen)
+    with pytest.raises(ValueError, match="rows that are distributions"):
+        sample_trajectories(mdp, 2 * pi, 3, 5, generator=gen)
+    with pytest.raises(ValueError, match=r"start_states must lie in \[0, 5\]"):
+        sample_trajectories(mdp, pi, 3, 5, start_states=torch.tensor([0, 6, 1]), generator=gen)
+    with pytest.raises(ValueError, match=r"start_actions must have shape \(n,\) = \(3,\)"):
+        sample_trajectories(mdp, pi, 3, 5, start_actions=torch.tensor([0, 1]), generator=gen)
+    with pytest.raises(TypeError, match="start_states must be a long"):
+        sample_trajectories(mdp, pi, 3, 5, start_states=torch.tensor([0.0, 1.0, 2.0]), generator=gen)
