@@ -267,7 +267,21 @@ def test_synthetic_help_lists_every_option_with_its_default(
         ("--inner-solver", "value-iteration"),
         ("--output-dir", "runs"),
     ]:
-        assert f"(default: {default})" in lines[option], option
+        assert f"(default:{default})" in lines[option].replace(" ", ""), option  # wrapped lines rejoined
+
+
+def test_every_method_parameter_is_an_option_with_its_documentation(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from sobirl.algorithms import METHODS
+
+    text = help_text(["synthetic", "--help"], capsys)
+    lines = help_entries(text)
+    for method, cls in METHODS.items():
+        for field in dataclasses.fields(cls.Config):
+            if field.name != "seed":  # --seed seeds the problem and a stochastic method
+                entry = lines["--" + field.name.replace("_", "-")]
+                assert method in entry and f"(default:{field.default})" in entry.replace(" ", ""), (method, field.name)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,23 +24,18 @@ from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, solve
 from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, write_config
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.problems import PROBLEMS, random_mdp
-from sobirl.tabular import SOLVERS, BilevelProblem, hypergradient, hyperobjective
+from sobirl.tabular import BilevelProblem, hypergradient, hyperobjective
 from sobirl.validation import check_int
 
 PROG = "sobirl"
 PLOT_FILE = "plot.png"
 SUMMARY_FILE = "summary.yaml"
 
-# Options that set fields of the methods' Config dataclasses: field name -> (help, add_argument keywords).
-# Their argparse default is SUPPRESS, so an option is in the namespace only when the user gives it: omitted
-# ones take the chosen method's own Config default, and one the method does not use can be rejected.
-_METHOD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "beta": ("leader step size", {"type": float}),
-    "zeta": ("step size of the least-squares step on the adjoint w", {"type": float}),
-    "inner_steps": ("soft Bellman steps on Q per outer iteration", {"type": int}),
-    "inner_tol": ("lower-level tolerance (scaled Bellman residual)", {"type": float}),
-    "inner_solver": ("lower-level solver", {"choices": SOLVERS}),
-}
+# Every field of every method's Config becomes an option `--field-name` (except `seed`: `--seed` seeds both the
+# problem and a stochastic method). Their argparse default is SUPPRESS, so an option is in the namespace only when
+# the user gives it: omitted ones take the chosen method's own Config default, and one the method does not use
+# can be rejected. Help texts come from the Configs' docstrings, the single source of the documentation.
+_SHARED_SEED = "seed"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,13 +86,15 @@ def _add_synthetic(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     problem.add_argument("--n", type=int, default=100, help="dimension of the leader's parameters x")
     problem.add_argument("--gamma", type=float, default=0.5, help="discount factor, in [0, 1)")
     problem.add_argument("--tau", type=float, default=1.0, help="entropy temperature, > 0")
-    problem.add_argument("--seed", type=int, default=0, help="seed of the transitions, rewards, M and x0")
+    problem.add_argument(
+        "--seed", type=int, default=0, help="seed of the transitions, rewards, M and x0 (and of a stochastic method)"
+    )
 
     method = sub.add_argument_group("method")
     method.add_argument("--method", choices=list(METHODS), default="m-sobirl", help="outer-loop method")
     method.add_argument("--iterations", type=int, default=3000, help="outer iterations K")
-    for name, (text, kwargs) in _METHOD_OPTIONS.items():
-        method.add_argument(_flag(name), default=argparse.SUPPRESS, help=_method_option_help(name, text), **kwargs)
+    for name, help_text in _method_options().items():
+        method.add_argument(_flag(name), default=argparse.SUPPRESS, type=_parse_value, help=help_text)
 
     output = sub.add_argument_group("output")
     output.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
@@ -114,32 +111,55 @@ def _flag(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def _method_option_help(field_name: str, text: str) -> str:
-    """``text`` plus which methods use the option and their Config defaults (the single source of them)."""
-    defaults = {
-        method: field.default
-        for method, cls in METHODS.items()
-        for field in dataclasses.fields(cls.Config)
-        if field.name == field_name
+def _method_options() -> dict[str, str]:
+    """Option name -> help text, for every field of every registered method's Config (except ``seed``)."""
+    texts: dict[str, dict[str, list[str]]] = {}  # field -> description with default -> methods
+    for method, cls in METHODS.items():
+        docs = _attribute_docs(cls.Config)
+        for field in dataclasses.fields(cls.Config):
+            if field.name != _SHARED_SEED:
+                text = f"{docs.get(field.name, '').rstrip('.')} (default: {field.default})"
+                texts.setdefault(field.name, {}).setdefault(text, []).append(method)
+    return {
+        name: "; ".join(f"{', '.join(methods)}: {text}" for text, methods in by_text.items()).replace("%", "%%")
+        for name, by_text in texts.items()
     }
-    if len(set(defaults.values())) == 1:
-        default = f"default: {next(iter(defaults.values()))}"
-    else:
-        default = "default: " + ", ".join(f"{value} for {method}" for method, value in defaults.items())
-    return f"{text}; used by {', '.join(defaults)} ({default})"
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The ``Attributes:`` section of a Google-style docstring as {name: one-line description}."""
+    docs: dict[str, str] = {}
+    lines = (cls.__doc__ or "").splitlines()
+    if not any(line.strip() == "Attributes:" for line in lines):
+        return docs
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:") + 1
+    name = None
+    for line in lines[start:]:
+        stripped = line.strip()
+        if not stripped:
+            break
+        head, sep, text = stripped.partition(": ")
+        if sep and head.isidentifier() and line.startswith(" " * 8) and not line.startswith(" " * 12):
+            name = head
+            docs[name] = text
+        elif name is not None:
+            docs[name] += " " + stripped
+    return docs
 
 
 def _run_synthetic(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
     method = args.method
     config_cls = METHODS[method].Config
     accepted = [field.name for field in dataclasses.fields(config_cls)]
-    given = {name: getattr(args, name) for name in _METHOD_OPTIONS if hasattr(args, name)}
+    given = {name: getattr(args, name) for name in _method_options() if hasattr(args, name)}
     unused = [name for name in given if name not in accepted]
     if unused:
-        options = ", ".join(_flag(name) for name in _METHOD_OPTIONS if name in accepted)
+        options = ", ".join(_flag(name) for name in accepted if name != _SHARED_SEED)
         parser.error(
             f"{', '.join(_flag(name) for name in unused)}: not used by method {method!r} (its options: {options})"
         )
+    if _SHARED_SEED in accepted:
+        given[_SHARED_SEED] = args.seed
     try:
         prob = random_mdp(S=args.S, A=args.A, n=args.n, gamma=args.gamma, tau=args.tau, seed=args.seed)
         config = config_cls.from_params(method, given)
