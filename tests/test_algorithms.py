@@ -145,3 +145,18 @@ def test_a_faulty_problem_fails_before_the_run():
     prob.upper_fn = lambda x, pi: pi.sum(dim=1)
     with pytest.raises(ValueError, match="0-dim"):
         solve(prob, prob.x0, iterations=5)
+
+
+@pytest.mark.parametrize("method", ["exact", "m-sobirl", "sobirl", "itd"])
+def test_gradient_clipping_bounds_every_step(method):
+    prob = random_mdp(seed=0)  # |grad phi| ~ 50-700 at x0
+    res = solve(prob, prob.x0, method=method, iterations=5, beta=0.01, clip=0.5)
+    assert res.history["grad_norm"][0] > 0.5
+    x1 = solve(prob, prob.x0, method=method, iterations=1, beta=0.01, clip=0.5).x
+    assert torch.linalg.vector_norm(x1 - prob.x0).item() == pytest.approx(0.01 * 0.5, rel=1e-12)
+
+
+def test_clip_is_validated():
+    prob = random_mdp(S=4, A=2, n=3, seed=2)
+    with pytest.raises(ValueError, match=r"clip must be in \(0, inf\)"):
+        solve(prob, prob.x0, method="pbrl", clip=0.0)

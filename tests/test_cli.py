@@ -101,7 +101,7 @@ def test_config_yaml_holds_the_resolved_config(default_run: tuple[Path, str]) ->
     }
     assert config["seed"] == 0
     assert config["method"] == "m-sobirl"
-    assert config["method_config"] == {"beta": 8e-3, "zeta": 0.5, "inner_steps": 10}
+    assert config["method_config"] == {"beta": 8e-3, "clip": None, "zeta": 0.5, "inner_steps": 10}
     assert config["method_config"] == MSoBiRLConfig().to_dict()
     assert config["iterations"] == ITERATIONS
     assert config["optimum"] == 1.0
@@ -158,6 +158,7 @@ def test_sobirl_method(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     config = read_yaml(run_dir / "config.yaml")
     assert config["method_config"] == {
         "beta": 0.01,
+        "clip": None,
         "inner_tol": SoBiRLConfig().inner_tol,
         "inner_solver": "policy-iteration",
     }

@@ -118,7 +118,7 @@ def test_unknown_method_lists_valid_ones(prob):
 
 
 def test_unknown_method_parameter_lists_valid_ones(prob):
-    with pytest.raises(TypeError, match=r"unknown parameter.*lr.*valid: beta, zeta, inner_steps"):
+    with pytest.raises(TypeError, match=r"unknown parameter.*lr.*valid: beta, clip, zeta, inner_steps"):
         solve(prob, torch.zeros(2, dtype=F64), method="m-sobirl", lr=0.1)
 
 

@@ -14,11 +14,28 @@ import torch
 
 from sobirl.tabular.hypergrad import as_parameters
 from sobirl.tabular.problem import BilevelProblem
+from sobirl.validation import check_range
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Base of each method's hyper-parameters; subclasses validate their fields in ``__post_init__``."""
+    """Base of each method's hyper-parameters: the leader's step, shared by every method.
+
+    Subclasses add their own fields (all with defaults) and validate them in ``__post_init__`` after calling
+    ``super().__post_init__()``.
+
+    Attributes:
+        beta: leader step size (> 0): ``x <- x - beta g``.
+        clip: gradient-norm clipping (> 0), or None: the step is along ``g * min(1, clip / |g|)``.
+    """
+
+    beta: float = 8e-3
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        check_range("beta", self.beta, low=0.0, low_open=True)
+        if self.clip is not None:
+            check_range("clip", self.clip, low=0.0, low_open=True)
 
     @classmethod
     def from_params(cls, method: str, params: dict[str, Any]) -> MethodConfig:
@@ -52,6 +69,15 @@ class OuterLoop(ABC):
         self.mdp = prob.mdp
         self.config = config
         self.x = as_parameters(x0).detach()
+
+    def descend(self, grad: torch.Tensor) -> float:
+        """``x <- x - beta g``, with ``g`` clipped to norm ``clip`` when set; returns ``|g|`` before clipping."""
+        norm = torch.linalg.vector_norm(grad).item()
+        clip = self.config.clip
+        if clip is not None and norm > clip:
+            grad = grad * (clip / norm)
+        self.x = (self.x.detach() - self.config.beta * grad).detach()
+        return norm
 
     @abstractmethod
     def step(self) -> dict[str, float]:

@@ -21,20 +21,14 @@ class ExactConfig(MethodConfig):
     """Hyper-parameters of exact hyper-gradient descent.
 
     Attributes:
-        beta: step size (> 0).
         tol: lower-level tolerance (scaled Bellman residual, > 0); the default is near float64 rounding.
-        clip: if set (> 0), steps along ``grad * min(1, clip / |grad|)`` (gradient-norm clipping, as HPGD).
     """
 
-    beta: float = 8e-3
     tol: float = TOL
-    clip: float | None = None
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_range("tol", self.tol, low=0.0, low_open=True)
-        if self.clip is not None:
-            check_range("clip", self.clip, low=0.0, low_open=True)
 
 
 class Exact(OuterLoop):
@@ -51,7 +45,4 @@ class Exact(OuterLoop):
         cfg: ExactConfig = self.config  # type: ignore[assignment]
         info = hypergradient_info(self.prob, self.x, solver="policy-iteration", tol=cfg.tol, V0=self.V)
         self.V = info.solution.V
-        norm = torch.linalg.vector_norm(info.grad).item()
-        scale = min(1.0, cfg.clip / norm) if cfg.clip is not None and norm > 0 else 1.0
-        self.x = (self.x - cfg.beta * scale * info.grad).detach()
-        return {"objective": info.objective.item(), "grad_norm": norm}
+        return {"objective": info.objective.item(), "grad_norm": self.descend(info.grad)}

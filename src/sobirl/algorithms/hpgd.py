@@ -65,31 +65,25 @@ class HPGDConfig(MethodConfig):
     """Hyper-parameters of HPGD.
 
     Attributes:
-        beta: leader step size (> 0).
         batch: outer trajectories per gradient estimate, B (>= 1).
         horizon: rollout length H (>= 1); the truncation bias is of order ``H gamma^H`` (negligible at
             gamma = 0.9, large at gamma = 0.99: raise it there, the cost grows like ``H^2``).
         leader_q: ``"continuation"`` or ``"rollout"`` (see :data:`LEADER_Q`).
-        clip: gradient-norm clipping threshold (> 0), or None for no clipping.
         seed: seed of the method's own ``torch.Generator`` (>= 0).
         tol: tolerance of the follower's exact soft solve (scaled Bellman residual, > 0).
     """
 
-    beta: float = 8e-3
     batch: int = 64
     horizon: int = 100
     leader_q: str = "continuation"
-    clip: float | None = None
     seed: int = 0
     tol: float = 1e-10
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_int("batch", self.batch, low=1)
         check_int("horizon", self.horizon, low=1)
         check_choice("leader_q", self.leader_q, LEADER_Q)
-        if self.clip is not None:
-            check_range("clip", self.clip, low=0.0, low_open=True)
         check_int("seed", self.seed, low=0)
         check_range("tol", self.tol, low=0.0, low_open=True)
 
@@ -128,10 +122,7 @@ class HPGD(OuterLoop):
         )
         with torch.no_grad():
             objective = self.prob.upper(x.detach(), solution.pi)
-        grad_norm = torch.linalg.vector_norm(grad).item()
-        if cfg.clip is not None and grad_norm > cfg.clip:
-            grad = grad * (cfg.clip / grad_norm)
-        self.x = (self.x - cfg.beta * grad).detach()
+        grad_norm = self.descend(grad)
         self.samples_total += samples
         return {
             "objective": objective.item(),

@@ -24,7 +24,7 @@ from sobirl.tabular.hypergrad import as_parameters
 from sobirl.tabular.mdp import DTYPE
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.tabular.soft import check_reward, soft_bellman, soft_policy
-from sobirl.validation import check_int, check_range
+from sobirl.validation import check_int
 
 
 def itd_gradient(
@@ -60,17 +60,15 @@ class ITDConfig(MethodConfig):
     """Hyper-parameters of iterative differentiation.
 
     Attributes:
-        beta: leader step size (> 0).
         unroll_steps: N, soft Bellman steps differentiated through per outer iteration (>= 1).
         warm_start: start each unroll from the previous iteration's ``Q_N`` (True) or from zeros (False).
     """
 
-    beta: float = 8e-3
     unroll_steps: int = 10
     warm_start: bool = True
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_int("unroll_steps", self.unroll_steps, low=1)
         if not isinstance(self.warm_start, bool):
             raise TypeError(f"warm_start must be a bool (True or False), got {type(self.warm_start).__name__}")
@@ -91,9 +89,9 @@ class ITD(OuterLoop):
         grad, objective, Q_N = itd_gradient(self.prob, self.x, self.Q, cfg.unroll_steps)
         if cfg.warm_start:
             self.Q = Q_N
-        self.x = (self.x - cfg.beta * grad).detach()
+        grad_norm = self.descend(grad)
         return {
             "objective": objective.item(),
-            "grad_norm": torch.linalg.vector_norm(grad).item(),
+            "grad_norm": grad_norm,
             "unroll_steps": float(cfg.unroll_steps),
         }

@@ -32,18 +32,16 @@ class MSoBiRLConfig(MethodConfig):
     """Hyper-parameters of M-SoBiRL (defaults: the paper's synthetic run).
 
     Attributes:
-        beta: leader step size (> 0).
         zeta: step size of the least-squares gradient step on w (> 0); the step contracts when
             ``zeta < 2 / |A_k|_2^2`` (``|A_k|_2 <= 1 + gamma`` when P_pi is doubly stochastic).
         inner_steps: N, soft Bellman steps on Q per outer iteration (>= 1).
     """
 
-    beta: float = 8e-3
     zeta: float = 0.5
     inner_steps: int = 10
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_range("zeta", self.zeta, low=0.0, low_open=True)
         check_int("inner_steps", self.inner_steps, low=1)
 
@@ -75,11 +73,11 @@ class MSoBiRL(OuterLoop):
         residual = A(self.w) - adjoint_rhs(self.mdp, pi, partials.G)
         self.w = self.w - cfg.zeta * A_T(residual)
         g = assemble_hypergradient(self.mdp, self.x, self.r, pi, partials, self.w)
-        self.x = (self.x - cfg.beta * g).detach()
+        grad_norm = self.descend(g)
         self._reward_at_x()
         self.Q = soft_bellman(self.mdp, self.r.detach(), self.Q, cfg.inner_steps)
         return {
             "objective": partials.value.item(),
-            "grad_norm": torch.linalg.vector_norm(g).item(),
+            "grad_norm": grad_norm,
             "adjoint_residual": torch.linalg.vector_norm(residual).item(),
         }

@@ -190,7 +190,6 @@ class PARLConfig(MethodConfig):
     """Hyper-parameters of PARL.
 
     Attributes:
-        beta: leader step size (> 0).
         damping: mu > 0 added to the lower-level Hessian; the gradient is exact as mu -> 0 (module docstring).
         linear_solver: ``"cg"`` (conjugate gradient) or ``"neumann"`` (truncated Neumann series).
         cg_iterations: most CG iterations, one Hessian-vector product each (>= 1).
@@ -203,7 +202,6 @@ class PARLConfig(MethodConfig):
         tol: lower-level tolerance of ``inner="exact"`` (scaled Bellman residual, > 0).
     """
 
-    beta: float = 8e-3
     damping: float = 1e-6
     linear_solver: str = "cg"
     cg_iterations: int = 100
@@ -216,7 +214,7 @@ class PARLConfig(MethodConfig):
     tol: float = TOL
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_range("damping", self.damping, low=0.0, low_open=True)
         check_choice("linear_solver", self.linear_solver, LINEAR_SOLVERS)
         check_int("cg_iterations", self.cg_iterations, low=1)
@@ -282,10 +280,10 @@ class PARL(OuterLoop):
             r=r,
         )
         self.hvp_total += hvp
-        self.x = (x - cfg.beta * grad).detach()
+        grad_norm = self.descend(grad)
         return {
             "objective": objective.item(),
-            "grad_norm": torch.linalg.vector_norm(grad).item(),
+            "grad_norm": grad_norm,
             "hvp": float(hvp),
             "hvp_total": float(self.hvp_total),
             "inner_iterations": float(inner_iterations),

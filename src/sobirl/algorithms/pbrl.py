@@ -60,7 +60,6 @@ class PBRLConfig(MethodConfig):
     """Hyper-parameters of PBRL.
 
     Attributes:
-        beta: leader step size on ``d_x F_lambda`` (> 0).
         theta_lr: follower step size on ``d_theta F_lambda / lambda`` (> 0).
         inner_steps: theta gradient steps per outer iteration (>= 1).
         lambda0: initial penalty weight (> 0).
@@ -69,7 +68,6 @@ class PBRLConfig(MethodConfig):
         tol: tolerance of the soft policy iteration that computes ``V*`` (scaled Bellman residual, > 0).
     """
 
-    beta: float = 8e-3
     theta_lr: float = 1.0
     inner_steps: int = 10
     lambda0: float = 1.0
@@ -78,7 +76,7 @@ class PBRLConfig(MethodConfig):
     tol: float = TOL
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_range("theta_lr", self.theta_lr, low=0.0, low_open=True)
         check_int("inner_steps", self.inner_steps, low=1)
         check_range("lambda0", self.lambda0, low=0.0, low_open=True)
@@ -186,12 +184,12 @@ class PBRL(OuterLoop):
         solution = soft_policy_iteration(self.mdp, r.detach(), cfg.tol, V0=self.V_star)
         self.V_star = solution.V
         info = x_gradient(self.prob, x, r, self.theta, solution.Q / self.mdp.tau, lam)
-        self.x = (x - cfg.beta * info.grad).detach()
         # lambda_{k+1} = min(lambda_max, growth lambda_k): growth^k itself would overflow in long runs.
         self.lam = min(cfg.lambda_max, cfg.growth * lam)
+        grad_norm = self.descend(info.grad)
         return {
             "objective": info.objective.item(),
-            "grad_norm": torch.linalg.vector_norm(info.grad).item(),
+            "grad_norm": grad_norm,
             "penalty": info.penalty.item(),
             "lambda": lam,
             "policy_gap": (torch.softmax(self.theta, dim=1) - solution.pi).abs().max().item(),

@@ -24,18 +24,16 @@ class SoBiRLConfig(MethodConfig):
     """Hyper-parameters of model-based SoBiRL.
 
     Attributes:
-        beta: leader step size (> 0).
         inner_tol: the lower-level tolerance eps (scaled Bellman residual, > 0).
         inner_solver: ``"value-iteration"`` (O(log 1/eps) sweeps, the paper's setting) or
             ``"policy-iteration"`` (Newton; far fewer steps when gamma is close to 1).
     """
 
-    beta: float = 8e-3
     inner_tol: float = 1e-8
     inner_solver: str = "value-iteration"
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_range("inner_tol", self.inner_tol, low=0.0, low_open=True)
         check_choice("inner_solver", self.inner_solver, SOLVERS)
 
@@ -55,9 +53,9 @@ class SoBiRL(OuterLoop):
         cfg: SoBiRLConfig = self.config  # type: ignore[assignment]
         info = hypergradient_info(self.prob, self.x, solver=cfg.inner_solver, tol=cfg.inner_tol, V0=self.V, w0=self.w)
         self.V, self.w = info.solution.V, info.w
-        self.x = (self.x - cfg.beta * info.grad).detach()
+        grad_norm = self.descend(info.grad)
         return {
             "objective": info.objective.item(),
-            "grad_norm": torch.linalg.vector_norm(info.grad).item(),
+            "grad_norm": grad_norm,
             "inner_iterations": float(info.solution.iterations),
         }

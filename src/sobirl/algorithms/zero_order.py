@@ -74,7 +74,6 @@ class ZeroOrderConfig(MethodConfig):
     """Hyper-parameters of zero-order (Gaussian smoothing) descent.
 
     Attributes:
-        beta: leader step size (> 0).
         delta: smoothing radius (> 0). The bias of ``grad phi_delta`` is ``O(delta^2)``, while each two-point
             quotient amplifies the lower-level error in ``phi`` (about ``tol``) by ``1 / delta``.
         samples: m, directions per iteration (>= 1); each costs two lower-level solves.
@@ -82,14 +81,13 @@ class ZeroOrderConfig(MethodConfig):
         tol: lower-level tolerance (scaled Bellman residual, > 0).
     """
 
-    beta: float = 8e-3
     delta: float = 1e-4
     samples: int = 20
     seed: int = 0
     tol: float = 1e-10
 
     def __post_init__(self) -> None:
-        check_range("beta", self.beta, low=0.0, low_open=True)
+        super().__post_init__()
         check_range("delta", self.delta, low=0.0, low_open=True)
         check_int("samples", self.samples, low=1)
         check_int("seed", self.seed, low=0)
@@ -122,9 +120,9 @@ class ZeroOrder(OuterLoop):
             solution=solution,
         )
         self.oracle_calls += solves + 1
-        self.x = (self.x - cfg.beta * grad).detach()
+        grad_norm = self.descend(grad)
         return {
             "objective": objective.item(),
-            "grad_norm": torch.linalg.vector_norm(grad).item(),
+            "grad_norm": grad_norm,
             "oracle_calls": float(self.oracle_calls),
         }
