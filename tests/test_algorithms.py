@@ -160,3 +160,24 @@ def test_clip_is_validated():
     prob = random_mdp(S=4, A=2, n=3, seed=2)
     with pytest.raises(ValueError, match=r"clip must be in \(0, inf\)"):
         solve(prob, prob.x0, method="pbrl", clip=0.0)
+
+
+def test_the_problem_suggests_the_leader_step_and_the_caller_overrides_it():
+    from sobirl.problems import four_rooms
+
+    prob = four_rooms()
+    assert solve(prob, prob.x0, method="m-sobirl", iterations=1).config.beta == 2.0
+    assert solve(prob, prob.x0, method="itd", iterations=1).config.clip == 1.0
+    assert solve(prob, prob.x0, method="exact", iterations=1, beta=0.5).config.beta == 0.5
+    with pytest.raises(ValueError, match="step accepts the keys beta and clip"):
+        random_mdp(S=4, A=2, n=3).__class__(prob.mdp, prob.reward_fn, prob.upper_fn, step={"lr": 1.0})
+
+
+@pytest.mark.parametrize("method", ["exact", "m-sobirl", "sobirl", "itd", "zero-order", "parl", "pbrl", "hpgd"])
+def test_every_method_improves_four_rooms_with_its_defaults(method):
+    """The defaults work on HPGD's problem: 10 iterations raise F = -phi from uniform incentives."""
+    from sobirl.problems import four_rooms
+
+    prob = four_rooms()
+    res = solve(prob, prob.x0, method=method, iterations=10)
+    assert -hyperobjective(prob, res.x).item() > -hyperobjective(prob, prob.x0).item() + 5e-4  # pbrl: +7e-4

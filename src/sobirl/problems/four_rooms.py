@@ -114,7 +114,13 @@ def four_rooms(lam: float = 0.003, c: float = 1.0, fail_prob: float = 0.33, gamm
 
         return Context(mdp, reward, LeaderValue(mdp, leader_reward, rho=rho), weight=0.5)
 
-    prob = contextual_problem([context(goal) for goal in goals], x0=torch.zeros(S + 1, dtype=DTYPE), name="four-rooms")
+    # beta = 2 with clipping at 1: every method raises F from uniform incentives (HPGD's experiments also clip at 1).
+    prob = contextual_problem(
+        [context(goal) for goal in goals],
+        x0=torch.zeros(S + 1, dtype=DTYPE),
+        name="four-rooms",
+        step={"beta": 2.0, "clip": 1.0},
+    )
     prob.coords = coords
     prob.start, prob.goals, prob.target = start, goals, target
     return prob

@@ -79,4 +79,5 @@ def gridworld_shaping(
     def upper(x: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
         return task_value(x, pi) + 0.5 * cost * x.pow(2).sum()
 
-    return BilevelProblem(mdp, reward=reward, upper=upper, x0=x0, name=f"gridworld-shaping-{N}x{N}-seed{seed}")
+    name = f"gridworld-shaping-{N}x{N}-seed{seed}"
+    return BilevelProblem(mdp, reward=reward, upper=upper, x0=x0, name=name, step={"beta": 1.0, "clip": 1.0})

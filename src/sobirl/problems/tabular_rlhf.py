@@ -120,7 +120,12 @@ def tabular_rlhf(
         return p @ loss @ p
 
     prob = BilevelProblem(
-        mdp, reward=reward, upper=upper, x0=torch.zeros(S * A, dtype=DTYPE), name=f"tabular-rlhf-S{S}-A{A}-H{H}"
+        mdp,
+        reward=reward,
+        upper=upper,
+        x0=torch.zeros(S * A, dtype=DTYPE),
+        name=f"tabular-rlhf-S{S}-A{A}-H{H}",
+        step={"beta": 1.0},
     )
     prob.r_true = r_true
     return prob

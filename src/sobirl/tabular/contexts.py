@@ -50,14 +50,19 @@ class ContextualProblem(BilevelProblem):
         *,
         x0: torch.Tensor | None = None,
         name: str = "contextual",
+        step: dict[str, float] | None = None,
     ) -> None:
-        super().__init__(mdp, reward, upper, x0=x0, name=name)
+        super().__init__(mdp, reward, upper, x0=x0, name=name, step=step)
         self.contexts = list(contexts)
         self.context_slices = context_slices
 
 
 def contextual_problem(
-    contexts: Sequence[Context], *, x0: torch.Tensor | None = None, name: str = "contextual"
+    contexts: Sequence[Context],
+    *,
+    x0: torch.Tensor | None = None,
+    name: str = "contextual",
+    step: dict[str, float] | None = None,
 ) -> ContextualProblem:
     """Join contexts into one problem whose objective is the weighted sum over contexts.
 
@@ -98,13 +103,19 @@ def contextual_problem(
     def upper(x: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
         return sum(w * ctx.upper(x, pi[sl]) for w, ctx, sl in zip(weights, contexts, slices, strict=True))
 
-    return ContextualProblem(mdp, reward, upper, contexts, slices, x0=x0, name=name)
+    return ContextualProblem(mdp, reward, upper, contexts, slices, x0=x0, name=name, step=step)
 
 
 def _block_diagonal(contexts: Sequence[Context], offsets: list[int], S: int) -> torch.Tensor:
-    """The joint ``P`` as a sparse ``(S*A, S)`` COO matrix (sparse even when the blocks are dense: the
-    off-diagonal blocks are all zero)."""
+    """The joint ``P``: dense ``(S, A, S)`` when every context's ``P`` is dense (so that methods needing a dense
+    ``P``, such as PARL, still apply), otherwise a sparse ``(S*A, S)`` COO matrix."""
     A = contexts[0].mdp.n_actions
+    if not any(ctx.mdp.is_sparse for ctx in contexts):
+        joint = torch.zeros(S, A, S, dtype=DTYPE)
+        for ctx, offset in zip(contexts, offsets, strict=True):
+            block = slice(offset, offset + ctx.mdp.n_states)
+            joint[block, :, block] = ctx.mdp.P
+        return joint
     indices, values = [], []
     for ctx, offset in zip(contexts, offsets, strict=True):
         P = ctx.mdp.P if ctx.mdp.is_sparse else ctx.mdp.P.reshape(-1, ctx.mdp.n_states)
