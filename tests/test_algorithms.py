@@ -169,8 +169,8 @@ def test_the_problem_suggests_the_leader_step_and_the_caller_overrides_it():
     assert solve(prob, prob.x0, method="m-sobirl", iterations=1).config.beta == 2.0
     assert solve(prob, prob.x0, method="itd", iterations=1).config.clip == 1.0
     assert solve(prob, prob.x0, method="exact", iterations=1, beta=0.5).config.beta == 0.5
-    with pytest.raises(ValueError, match="step accepts the keys beta and clip"):
-        random_mdp(S=4, A=2, n=3).__class__(prob.mdp, prob.reward_fn, prob.upper_fn, step={"lr": 1.0})
+    with pytest.raises(ValueError, match=r"defaults\['\*'\] may hold only beta and clip"):
+        random_mdp(S=4, A=2, n=3).__class__(prob.mdp, prob.reward_fn, prob.upper_fn, defaults={"*": {"zeta": 1.0}})
 
 
 @pytest.mark.parametrize("method", ["exact", "m-sobirl", "sobirl", "itd", "zero-order", "parl", "pbrl", "hpgd"])
@@ -181,3 +181,13 @@ def test_every_method_improves_four_rooms_with_its_defaults(method):
     prob = four_rooms()
     res = solve(prob, prob.x0, method=method, iterations=10)
     assert -hyperobjective(prob, res.x).item() > -hyperobjective(prob, prob.x0).item() + 5e-4  # pbrl: +7e-4
+
+
+def test_pbrl_with_the_suggested_penalty_improves_tabular_rlhf():
+    """With lambda0 = 1 PBRL drifts away on this problem; the problem's suggested lambda0 = 30 descends."""
+    from sobirl.problems import tabular_rlhf
+
+    prob = tabular_rlhf()
+    res = solve(prob, prob.x0, method="pbrl", iterations=100)
+    assert res.config.lambda0 == 30.0
+    assert hyperobjective(prob, res.x).item() < hyperobjective(prob, prob.x0).item() - 0.05  # measured 0.6931 -> 0.606

@@ -67,9 +67,9 @@ def solve(
             ``exact_grad_norm``) every that many iterations and at the last one; not counted in ``wall_time``.
         progress: show a progress bar.
         callback: called with each iteration's row (a dict); returning True stops the run early.
-        **method_params: the method's hyper-parameters (see its ``Config``), e.g. ``beta=8e-3``. The leader step
-            (``beta``, ``clip``) defaults to the problem's suggestion ``prob.step`` where it has one, then to the
-            method's own default; ``SolveResult.config`` records what was used.
+        **method_params: the method's hyper-parameters (see its ``Config``), e.g. ``beta=8e-3``. Parameters not
+            given take the problem's suggestion (``prob.defaults[method]``, then ``prob.defaults["*"]``), then
+            the method's own default; ``SolveResult.config`` records what was used.
 
     Returns:
         :class:`SolveResult` with the final iterate ``x`` and a :class:`History` whose rows hold ``iteration``,
@@ -81,7 +81,8 @@ def solve(
         DivergenceError: the iterate or a metric became non-finite (e.g. a step size too large).
     """
     cls = METHODS[check_choice("method", method, METHODS)]
-    config = cls.Config.from_params(method, {**prob.step, **method_params})
+    suggested = {**prob.defaults.get("*", {}), **prob.defaults.get(method, {})}
+    config = cls.Config.from_params(method, {**suggested, **method_params})
     check_parameters("x0", x0)
     check_int("iterations", iterations, low=1)
     check_int("evaluate_every", evaluate_every, low=0)

@@ -119,7 +119,7 @@ def four_rooms(lam: float = 0.003, c: float = 1.0, fail_prob: float = 0.33, gamm
         [context(goal) for goal in goals],
         x0=torch.zeros(S + 1, dtype=DTYPE),
         name="four-rooms",
-        step={"beta": 2.0, "clip": 1.0},
+        defaults={"*": {"beta": 2.0, "clip": 1.0}},
     )
     prob.coords = coords
     prob.start, prob.goals, prob.target = start, goals, target

@@ -80,4 +80,4 @@ def gridworld_shaping(
         return task_value(x, pi) + 0.5 * cost * x.pow(2).sum()
 
     name = f"gridworld-shaping-{N}x{N}-seed{seed}"
-    return BilevelProblem(mdp, reward=reward, upper=upper, x0=x0, name=name, step={"beta": 1.0, "clip": 1.0})
+    return BilevelProblem(mdp, reward=reward, upper=upper, x0=x0, name=name, defaults={"*": {"beta": 0.3, "clip": 1.0}})

@@ -125,7 +125,8 @@ def tabular_rlhf(
         upper=upper,
         x0=torch.zeros(S * A, dtype=DTYPE),
         name=f"tabular-rlhf-S{S}-A{A}-H{H}",
-        step={"beta": 1.0},
+        # PBRL needs a penalty weight large against f ~ log 2: with lambda0 = 1 its iterates drift away.
+        defaults={"*": {"beta": 0.3}, "pbrl": {"lambda0": 30.0, "lambda_max": 300.0}},
     )
     prob.r_true = r_true
     return prob

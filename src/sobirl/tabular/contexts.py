@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -50,9 +51,9 @@ class ContextualProblem(BilevelProblem):
         *,
         x0: torch.Tensor | None = None,
         name: str = "contextual",
-        step: dict[str, float] | None = None,
+        defaults: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(mdp, reward, upper, x0=x0, name=name, step=step)
+        super().__init__(mdp, reward, upper, x0=x0, name=name, defaults=defaults)
         self.contexts = list(contexts)
         self.context_slices = context_slices
 
@@ -62,7 +63,7 @@ def contextual_problem(
     *,
     x0: torch.Tensor | None = None,
     name: str = "contextual",
-    step: dict[str, float] | None = None,
+    defaults: dict[str, dict[str, Any]] | None = None,
 ) -> ContextualProblem:
     """Join contexts into one problem whose objective is the weighted sum over contexts.
 
@@ -103,7 +104,7 @@ def contextual_problem(
     def upper(x: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
         return sum(w * ctx.upper(x, pi[sl]) for w, ctx, sl in zip(weights, contexts, slices, strict=True))
 
-    return ContextualProblem(mdp, reward, upper, contexts, slices, x0=x0, name=name, step=step)
+    return ContextualProblem(mdp, reward, upper, contexts, slices, x0=x0, name=name, defaults=defaults)
 
 
 def _block_diagonal(contexts: Sequence[Context], offsets: list[int], S: int) -> torch.Tensor:

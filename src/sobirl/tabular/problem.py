@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -23,8 +24,9 @@ class BilevelProblem:
         upper: ``f_fn(x, pi) -> 0-dim`` tensor, differentiable in ``x`` and in the ``(S, A)`` policy ``pi``.
         x0: a suggested starting point (problem builders in :mod:`sobirl.problems` set it), or None.
         name: a short label used in logs and run directories.
-        step: the leader step that suits this problem, ``{"beta": ..., "clip": ...}`` (either key optional):
-            :func:`sobirl.algorithms.solve` uses it, for every method, where the caller passes no value.
+        defaults: method parameters that suit this problem, ``{method: {name: value}}``; the key ``"*"`` applies
+            to every method and may hold only the shared leader step (``beta``, ``clip``).
+            :func:`sobirl.algorithms.solve` uses them where the caller passes no value.
 
     The two callables are checked on every call (shape, scalar-ness, finiteness) so that a faulty
     parameterisation fails at once with a message instead of leaking NaN into a run.
@@ -38,7 +40,7 @@ class BilevelProblem:
         *,
         x0: torch.Tensor | None = None,
         name: str = "bilevel",
-        step: dict[str, float] | None = None,
+        defaults: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         if not isinstance(mdp, TabularMDP):
             raise TypeError(f"mdp must be a TabularMDP, got {type(mdp).__name__}")
@@ -53,10 +55,12 @@ class BilevelProblem:
             check_parameters("x0", x0)
         self.x0 = x0
         self.name = name
-        self.step = dict(step or {})
-        unknown = sorted(set(self.step) - {"beta", "clip"})
+        self.defaults = {method: dict(params) for method, params in (defaults or {}).items()}
+        unknown = sorted(set(self.defaults.get("*", {})) - {"beta", "clip"})
         if unknown:
-            raise ValueError(f"step accepts the keys beta and clip, got {', '.join(unknown)}")
+            raise ValueError(
+                f"defaults['*'] may hold only beta and clip (shared by every method), got {', '.join(unknown)}"
+            )
 
     def reward(self, x: torch.Tensor) -> torch.Tensor:
         """``r_x`` as a validated float64 ``(S, A)`` tensor (keeps the autograd graph to ``x``)."""
