@@ -191,3 +191,28 @@ def test_pbrl_with_the_suggested_penalty_improves_tabular_rlhf():
     res = solve(prob, prob.x0, method="pbrl", iterations=100)
     assert res.config.lambda0 == 30.0
     assert hyperobjective(prob, res.x).item() < hyperobjective(prob, prob.x0).item() - 0.05  # measured 0.6931 -> 0.606
+
+
+def test_m_sobirl_safe_adjoint_step_converges_where_zeta_half_diverges():
+    """Grid-world P_pi has column sums up to ~3.6, so |A|_2^2 > 4 and zeta = 0.5 diverges; zeta=None does not."""
+    from sobirl.problems.gridworld import gridworld_problem
+
+    prob = gridworld_problem(10)
+    safe = solve(prob, prob.x0, method="m-sobirl", iterations=300).history["adjoint_residual"]
+    fixed = solve(prob, prob.x0, method="m-sobirl", iterations=60, zeta=0.5).history["adjoint_residual"]
+    assert safe[-1] < safe[0] / 10  # measured 4.38 -> 0.22
+    assert fixed[-1] > 1e6 * fixed[0]  # measured 4.38 -> 7.6e9
+
+
+def test_m_sobirl_safe_step_is_one_over_the_bound():
+    gen = torch.Generator().manual_seed(3)
+    P = random_transitions(5, 3, gen)
+    prob = nonlinear_problem(P, gamma=0.8, tau=0.7, n=4, gen=gen)
+    x0 = torch.randn(4, generator=gen, dtype=F64)
+    auto = MSoBiRL(prob, x0, MSoBiRLConfig())
+    pi = torch.softmax(auto.Q / 0.7, dim=1)
+    L = (1 + 0.8) * (1 + 0.8 * torch.einsum("sa,sat->st", pi, P).sum(dim=0).max().item())
+    manual = MSoBiRL(prob, x0, MSoBiRLConfig(zeta=1.0 / L))
+    auto.step()
+    manual.step()
+    torch.testing.assert_close(auto.w, manual.w, rtol=1e-13, atol=1e-15)

@@ -20,7 +20,7 @@ import yaml
 from tqdm.auto import tqdm
 
 import sobirl
-from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, solve
+from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, resolve_config, solve
 from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, write_config
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.problems import PROBLEMS, random_mdp
@@ -75,7 +75,9 @@ def _add_synthetic(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="run a method on the paper's synthetic RandMDP problem",
         description=(
             "Run a bilevel method on the synthetic RandMDP problem (docs/math.md, section 4). The defaults are "
-            "the paper's settings. Writes config.yaml, metrics.csv, tensorboard/, plot.png and summary.yaml to "
+            "the paper's settings (method parameters not given take the problem's suggestion, here M-SoBiRL's "
+            "zeta = 0.5, then the method's default). Writes config.yaml, metrics.csv, tensorboard/, plot.png and "
+            "summary.yaml to "
             "a new run directory OUTPUT_DIR/NAME-<timestamp>."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -162,7 +164,7 @@ def _run_synthetic(parser: argparse.ArgumentParser, args: argparse.Namespace, co
         given[_SHARED_SEED] = args.seed
     try:
         prob = random_mdp(S=args.S, A=args.A, n=args.n, gamma=args.gamma, tau=args.tau, seed=args.seed)
-        config = config_cls.from_params(method, given)
+        config = resolve_config(prob, method, given)
         check_int("iterations", args.iterations, low=1)
         run_dir = create_run_dir(args.output_dir, getattr(args, "name", f"synthetic-{method}-seed{args.seed}"))
     except (ValueError, TypeError) as err:

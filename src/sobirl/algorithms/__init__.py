@@ -8,7 +8,7 @@ from sobirl.algorithms.m_sobirl import MSoBiRL, MSoBiRLConfig
 from sobirl.algorithms.parl import PARL, PARLConfig
 from sobirl.algorithms.pbrl import PBRL, PBRLConfig
 from sobirl.algorithms.sobirl import SoBiRL, SoBiRLConfig
-from sobirl.algorithms.solve import METHODS, DivergenceError, solve
+from sobirl.algorithms.solve import METHODS, DivergenceError, resolve_config, solve
 from sobirl.algorithms.zero_order import ZeroOrder, ZeroOrderConfig
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "SolveResult",
     "ZeroOrder",
     "ZeroOrderConfig",
+    "resolve_config",
     "solve",
 ]

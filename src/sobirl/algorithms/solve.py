@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sobirl.algorithms.base import History, OuterLoop, SolveResult
+from sobirl.algorithms.base import History, MethodConfig, OuterLoop, SolveResult
 from sobirl.algorithms.exact import Exact
 from sobirl.algorithms.hpgd import HPGD
 from sobirl.algorithms.itd import ITD
@@ -81,8 +81,7 @@ def solve(
         DivergenceError: the iterate or a metric became non-finite (e.g. a step size too large).
     """
     cls = METHODS[check_choice("method", method, METHODS)]
-    suggested = {**prob.defaults.get("*", {}), **prob.defaults.get(method, {})}
-    config = cls.Config.from_params(method, {**suggested, **method_params})
+    config = resolve_config(prob, method, method_params)
     check_parameters("x0", x0)
     check_int("iterations", iterations, low=1)
     check_int("evaluate_every", evaluate_every, low=0)
@@ -113,6 +112,13 @@ def solve(
             break
     bar.close()
     return SolveResult(x=algo.x.detach(), history=history, method=method, config=config)
+
+
+def resolve_config(prob: BilevelProblem, method: str, params: dict[str, Any]) -> MethodConfig:
+    """The method's validated Config: ``params``, then the problem's suggestions, then the method's defaults."""
+    cls = METHODS[check_choice("method", method, METHODS)]
+    suggested = {**prob.defaults.get("*", {}), **prob.defaults.get(method, {})}
+    return cls.Config.from_params(method, {**suggested, **params})
 
 
 def _check_callables_at(prob: BilevelProblem, x0: torch.Tensor) -> None:

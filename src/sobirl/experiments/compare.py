@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from sobirl.algorithms import METHODS, solve
+from sobirl.algorithms import METHODS, resolve_config, solve
 from sobirl.problems import PROBLEMS
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.validation import check_choice, check_int
@@ -82,9 +82,9 @@ def validate(
     for method in method_params:
         if method not in methods:
             raise ValueError(f"parameters given for method {method!r}, which is not compared ({', '.join(methods)})")
-    build_problem(problem, problem_params, seed=0)
+    prob = build_problem(problem, problem_params, seed=0)
     for method in methods:
-        METHODS[method].Config.from_params(method, method_params_for(method, method_params.get(method, {}), 0))
+        resolve_config(prob, method, method_params_for(method, method_params.get(method, {}), 0))
 
 
 def run_trial(spec: TrialSpec) -> TrialResult:
