@@ -52,8 +52,8 @@ the solution (all but M-SoBiRL and PBRL, whose step includes their own lower-lev
   one probe step with ``beta = 1`` (``g = x_before - x_after``) after which the method's state is restored. The
   warm-up runs until the error is ``<= 1e-4`` or its budget is spent; the row shows the error reached and after
   how many iterations. M-SoBiRL runs with ``N = 10`` Bellman steps and ``zeta = 1 / ((1 + gamma)(1 + gamma c))``
-  (``c`` the largest column sum of ``P_pi``): ``|I - gamma P_pi|_2^2 <= |.|_1 |.|_inf`` makes that a contraction
-  (the default ``zeta = 0.5`` assumes a doubly stochastic ``P_pi``; the grids' column sums reach 3.6). PBRL runs
+  (``c`` the largest column sum of ``P_pi`` at the follower's solution): M-SoBiRL's default safe step ``1 / L_k``
+  frozen at that policy (a fixed ``zeta = 0.5`` diverges on these grids, whose column sums reach 3.6). PBRL runs
   with its cap ``lambda = 100`` from the start (its gradient is that of the penalised objective, biased by
   ``O(1/lambda)``); its warm-up also stops when the error improves by less than 1% between checks.
 
