@@ -1,5 +1,6 @@
-"""Sampling-based access to tabular MDPs: batched trajectory rollouts (and, later, gymnasium environments)."""
+"""Sampling-based access to tabular MDPs: batched trajectory rollouts and a gymnasium environment."""
 
 from sobirl.envs.sampler import Trajectories, sample_actions, sample_trajectories
+from sobirl.envs.tabular_env import TabularEnv
 
-__all__ = ["Trajectories", "sample_actions", "sample_trajectories"]
+__all__ = ["TabularEnv", "Trajectories", "sample_actions", "sample_trajectories"]
