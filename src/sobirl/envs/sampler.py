@@ -21,6 +21,7 @@ never chosen):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -155,7 +156,7 @@ def sample_trajectories(
         a = _sample_rows(pi_cdf, s, uniform())
     else:
         a = _check_indices("start_actions", start_actions, n, A, device)
-    next_state = _NextState(mdp)
+    next_state = _NextState.of(mdp)
     # Time-major buffers: each step writes one contiguous row.
     states = torch.empty(horizon, n, dtype=torch.long, device=device)
     actions = torch.empty_like(states)
@@ -176,26 +177,39 @@ def sample_trajectories(
 class _NextState:
     """``s' ~ P(.|row)`` for a batch of flat rows ``r = s*A + a``: one global inverse CDF (module docstring).
 
-    A dense ``P`` is read as the CSR matrix that stores every entry of its ``(S*A, S)`` view.
+    A dense ``P`` is read as the CSR matrix that stores every entry of its ``(S*A, S)`` view, whose column
+    indices are implicit (entry ``k`` is column ``k mod S``).
     """
 
     def __init__(self, mdp: TabularMDP) -> None:
         if mdp.is_sparse:
             crow, self.col, values = mdp.P.crow_indices(), mdp.P.col_indices(), mdp.P.values()
+            self.dense_columns = 0
         else:
             values = mdp.P.reshape(-1)
-            S = mdp.n_states
-            crow = torch.arange(0, values.numel() + 1, S, device=values.device)
-            self.col = torch.arange(S, device=values.device).repeat(mdp.n_states * mdp.n_actions)
+            self.dense_columns = mdp.n_states
+            crow = torch.arange(0, values.numel() + 1, mdp.n_states, device=values.device)
         c = torch.cat([values.new_zeros(1), values.cumsum(dim=0)])
         self.cum = c[1:]
         self.low, self.high = c[crow[:-1]], c[crow[1:]]  # the running sum just before and at the end of each row
+
+    @classmethod
+    def of(cls, mdp: TabularMDP) -> _NextState:
+        """The table of ``mdp``, built once per MDP (an MDP's ``P`` never changes after construction)."""
+        table = _TABLES.get(mdp)
+        if table is None:
+            table = _TABLES[mdp] = cls(mdp)
+        return table
 
     def __call__(self, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Successors of ``rows`` for uniforms ``u ~ U[0, 1)`` of the same shape."""
         low, high = self.low[rows], self.high[rows]
         k = torch.searchsorted(self.cum, _below(low + u * (high - low), high), right=True)
-        return self.col[k.clamp(0, self.cum.numel() - 1)]  # the clamp only matters for empty (terminal) rows
+        k = k.clamp(0, self.cum.numel() - 1)  # the clamp only matters for empty (terminal) rows
+        return k % self.dense_columns if self.dense_columns else self.col[k]
+
+
+_TABLES: weakref.WeakKeyDictionary[TabularMDP, _NextState] = weakref.WeakKeyDictionary()
 
 
 def _sample_rows(cdf: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
