@@ -35,8 +35,6 @@ the machine line and the table to PATH.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -49,7 +47,7 @@ from typing import TypeVar
 import torch
 
 from sobirl.problems.gridworld import gridworld_problem
-from sobirl.profiling import PeakMemory
+from sobirl.profiling import PeakMemory, machine_line
 from sobirl.tabular import (
     BilevelProblem,
     TabularMDP,
@@ -292,23 +290,6 @@ def summary(rows: list[Row]) -> str:
         f"Target hyper-gradient time <= solve time: met against VI in {sum(v <= 1.0 for v in vi)}/{len(rows)} rows "
         f"(largest ratio {max(vi):.3f}), against PI in {sum(v <= 1.0 for v in pi)}/{len(rows)} rows "
         f"(largest ratio {max(pi):.3f})."
-    )
-
-
-def machine_line() -> str:
-    """The machine the numbers come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"Machine: {platform.system()} {platform.machine()} ({cpu}), os.cpu_count()={os.cpu_count()}, "
-        f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, "
-        f"Python {platform.python_version()}."
     )
 
 

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -56,6 +54,7 @@ import torch
 
 from sobirl.envs import TabularEnv, sample_trajectories
 from sobirl.problems.gridworld import gridworld_mdp
+from sobirl.profiling import machine_line
 from sobirl.tabular import TabularMDP
 
 N_TRAJECTORIES = 10_000
@@ -303,23 +302,6 @@ def summary(rows: list[Row]) -> str:
         f"Target batched/loop >= {TARGET_RATIO:g}: met in {met}/{len(rows)} rows "
         f"(ratios from {min(ratios):.3g} to {max(ratios):.3g}; against the loop drawing actions with "
         f"rng.choice: {min(choice):.3g} to {max(choice):.3g})."
-    )
-
-
-def machine_line() -> str:
-    """The machine the numbers come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"Machine: {platform.system()} {platform.machine()} ({cpu}), os.cpu_count()={os.cpu_count()}, "
-        f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, numpy {np.__version__}, "
-        f"Python {platform.python_version()}."
     )
 
 

@@ -1,12 +1,17 @@
-"""Peak resident memory of a block of code, for benchmarks and memory tests (Linux ``/proc``)."""
+"""For benchmarks and memory tests: peak resident memory of a block of code (Linux ``/proc``), the machine line."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import gc
+import os
+import platform
 import sys
 from pathlib import Path
+
+import numpy as np
+import torch
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -64,3 +69,20 @@ class PeakMemory:
         peak = _status_kib("VmHWM")
         if peak is not None and self._before is not None:
             self.mib = max(peak - self._before, 0) / 1024.0
+
+
+def machine_line() -> str:
+    """The machine benchmark numbers come from: OS, CPU model, cores, torch (and its threads), numpy, Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"Machine: {platform.system()} {platform.machine()} ({cpu}), os.cpu_count()={os.cpu_count()}, "
+        f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, numpy {np.__version__}, "
+        f"Python {platform.python_version()}."
+    )
