@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 
 from sobirl.envs.sampler import sample_actions, sample_trajectories
-from sobirl.tabular.hypergrad import as_parameters
+from sobirl.tabular.hypergrad import as_parameters, reward_vjp
 from sobirl.tabular.linear import solve_adjoint
 from sobirl.tabular.mdp import DTYPE, TabularMDP
 from sobirl.tabular.problem import BilevelProblem
@@ -225,11 +225,7 @@ def _pair_table(pi: torch.Tensor, states: torch.Tensor, actions: torch.Tensor, w
 def _vjp(prob: BilevelProblem, x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """``J^T W = sum_{s,a} W(s, a) d r_x(s, a)/dx``: one reward evaluation, ONE backward through it."""
     x = as_parameters(x)
-    r = prob.reward(x)
-    if not r.requires_grad:  # reward independent of x
-        return torch.zeros_like(x)
-    (grad,) = torch.autograd.grad(r, x, grad_outputs=W.to(r.dtype), allow_unused=True)
-    return torch.zeros_like(x) if grad is None else grad
+    return reward_vjp(prob.reward(x), x, W)
 
 
 def _check_batch(

@@ -150,7 +150,15 @@ def assemble_hypergradient(
     ``r`` must be ``r_fn(x)`` evaluated with the autograd graph to the leaf ``x``.
     """
     cotangent = pi * (partials.G - w.unsqueeze(1)) / mdp.tau
-    if not r.requires_grad:  # reward independent of x
-        return partials.df_dx.clone()
-    (vjp,) = torch.autograd.grad(r, x, grad_outputs=cotangent, allow_unused=True)
-    return partials.df_dx if vjp is None else partials.df_dx + vjp
+    return partials.df_dx + reward_vjp(r, x, cotangent)
+
+
+def reward_vjp(r: torch.Tensor, x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``J^T W = sum_{s,a} W(s, a) d r_x(s, a)/dx``: ONE backward pass through ``r = r_fn(x)`` (graph to leaf ``x``).
+
+    Zero when the reward does not depend on ``x``.
+    """
+    if not r.requires_grad:
+        return torch.zeros_like(x)
+    (vjp,) = torch.autograd.grad(r, x, grad_outputs=W.to(r.dtype), allow_unused=True)
+    return torch.zeros_like(x) if vjp is None else vjp
