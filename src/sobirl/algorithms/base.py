@@ -70,13 +70,17 @@ class OuterLoop(ABC):
         self.config = config
         self.x = as_parameters(x0).detach()
 
-    def descend(self, grad: torch.Tensor) -> float:
-        """``x <- x - beta g``, with ``g`` clipped to norm ``clip`` when set; returns ``|g|`` before clipping."""
+    def descend(self, grad: torch.Tensor, beta: float | None = None) -> float:
+        """``x <- x - beta g``, with ``g`` clipped to norm ``clip`` when set; returns ``|g|`` before clipping.
+
+        ``beta`` overrides the configured step (for methods with a step-size schedule).
+        """
         norm = torch.linalg.vector_norm(grad).item()
         clip = self.config.clip
         if clip is not None and norm > clip:
             grad = grad * (clip / norm)
-        self.x = (self.x.detach() - self.config.beta * grad).detach()
+        step = self.config.beta if beta is None else beta
+        self.x = (self.x.detach() - step * grad).detach()
         return norm
 
     @abstractmethod

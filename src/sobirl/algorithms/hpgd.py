@@ -47,11 +47,11 @@ import torch
 
 from sobirl.algorithms.base import MethodConfig, OuterLoop
 from sobirl.envs.sampler import sample_actions, sample_trajectories
-from sobirl.tabular.contexts import ContextualProblem
+from sobirl.estimators.objectives import leader_value
+from sobirl.estimators.rollouts import coupled_occupancy
 from sobirl.tabular.evaluation import LeaderValue, policy_value
 from sobirl.tabular.hypergrad import TOL, as_parameters, lower_level
 from sobirl.tabular.linear import solve_adjoint
-from sobirl.tabular.mdp import TabularMDP
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.tabular.soft import SoftSolution, check_reward, soft_policy_iteration
 from sobirl.validation import check_choice, check_int, check_range
@@ -106,7 +106,10 @@ class HPGD(OuterLoop):
 
     def __init__(self, prob: BilevelProblem, x0: torch.Tensor, config: HPGDConfig) -> None:
         super().__init__(prob, x0, config)
-        self.leader = leader_value(prob)
+        try:
+            self.leader = leader_value(prob)
+        except ValueError as err:
+            raise ValueError(f"hpgd needs a problem whose upper objective is a LeaderValue: {err}") from None
         self.generator = torch.Generator(device=self.mdp.rho.device).manual_seed(config.seed)
         self.V: torch.Tensor | None = None
         self.samples_total = 0
@@ -130,42 +133,6 @@ class HPGD(OuterLoop):
             "samples": float(samples),
             "samples_total": float(self.samples_total),
         }
-
-
-def leader_value(prob: BilevelProblem) -> LeaderValue:
-    """The problem's upper objective as a :class:`~sobirl.tabular.LeaderValue` on ``prob.mdp``, or a ValueError.
-
-    A :class:`~sobirl.tabular.ContextualProblem` whose contexts all have LeaderValue objectives is one too:
-    ``sum_c w_c rho_c . V_{L,c}`` is the leader's value on the joint (block-diagonal) MDP with the stacked leader
-    rewards and the initial distribution ``(w_c rho_c)_c``.
-    """
-    if isinstance(prob, ContextualProblem) and all(isinstance(ctx.upper, LeaderValue) for ctx in prob.contexts):
-        for i, ctx in enumerate(prob.contexts):
-            _check_own_mdp(ctx.upper, ctx.mdp, f"context {i}'s LeaderValue")
-        uppers = [ctx.upper for ctx in prob.contexts]
-
-        def leader_reward(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([upper.leader_reward(x) for upper in uppers])
-
-        rho = torch.cat([ctx.weight * ctx.upper.rho for ctx in prob.contexts])
-        return LeaderValue(prob.mdp, leader_reward, rho=rho / rho.sum())
-    leader = prob.upper_fn
-    if not isinstance(leader, LeaderValue):
-        raise ValueError(
-            "hpgd needs a problem whose upper objective is a LeaderValue (f(x, pi) = -rho . V_L^pi, the leader's "
-            f"own value) or contexts of LeaderValues, got {type(leader).__name__}; use method 'exact' or 'sobirl' "
-            "for other objectives"
-        )
-    _check_own_mdp(leader, prob.mdp, "the LeaderValue")
-    return leader
-
-
-def _check_own_mdp(leader: LeaderValue, mdp: TabularMDP, what: str) -> None:
-    if leader.mdp is not mdp:
-        raise ValueError(
-            f"hpgd samples the follower's MDP, so {what} must be built on the follower's own MDP "
-            "(LeaderValue(prob.mdp, ...))"
-        )
 
 
 def hpgd_gradient(
@@ -256,9 +223,8 @@ def _estimate(
     differ = a_other != a
     s, a, a_other, weight = s[differ], a[differ], a_other[differ], weight[differ]
     m = s.numel()
-    pairs = {"start_states": s.repeat(2), "start_actions": torch.cat([a, a_other]), "coupled_blocks": 2}
-    sensitivity = sample_trajectories(mdp, pi, 2 * m, horizon, generator=generator, **pairs)
     if leader_q == "rollout":
+        pairs = {"start_states": s.repeat(2), "start_actions": torch.cat([a, a_other]), "coupled_blocks": 2}
         q_paths = sample_trajectories(mdp, pi, 2 * m, horizon, generator=generator, **pairs)
         Q_a, Q_other = q_paths.returns(gamma, r_L_table).view(2, m)
     else:
@@ -266,9 +232,11 @@ def _estimate(
         Q_a = outer.returns_to_go(gamma, r_L_table)[visited][differ]
         Q_other = q_paths.returns(gamma, r_L_table)
     coef = weight * (Q_a - Q_other)
-    W = sensitivity.occupancy(gamma, mdp.shape, torch.cat([coef, -coef]))
+    W, sensitivity_samples = coupled_occupancy(
+        mdp, pi, s, torch.stack([a, a_other]), torch.stack([coef, -coef]), horizon, generator
+    )
     W_L = outer.occupancy(gamma, mdp.shape) / batch
-    samples = outer.n_transitions + sensitivity.n_transitions + q_paths.n_transitions
+    samples = outer.n_transitions + sensitivity_samples + q_paths.n_transitions
     return -_vjp(x, (r_L, r), (W_L, W)), samples
 
 

@@ -18,6 +18,8 @@ from sobirl.algorithms.m_sobirl import MSoBiRL
 from sobirl.algorithms.parl import PARL
 from sobirl.algorithms.pbrl import PBRL
 from sobirl.algorithms.sobirl import SoBiRL
+from sobirl.algorithms.sobirl_mf import SoBiRLModelFree
+from sobirl.algorithms.stoc_sobirl import StocSoBiRL
 from sobirl.algorithms.zero_order import ZeroOrder
 from sobirl.tabular.hypergrad import as_parameters, hypergradient_info
 from sobirl.tabular.problem import BilevelProblem
@@ -34,6 +36,8 @@ METHODS: dict[str, type[OuterLoop]] = {
         PARL,
         PBRL,
         HPGD,
+        SoBiRLModelFree,
+        StocSoBiRL,
     )
 }
 """Registered methods by name; ``solve(..., method=name)`` accepts exactly these."""

@@ -9,46 +9,142 @@ at the follower's policy ``pi`` and reward ``r_x``, every estimator targets
     dV(s)/dx    = sum_a pi(a|s) dQ(s, a)/dx
 
 (a trajectory ends after the action taken in a terminal state). ``E`` is linear in ``J``, so every estimator
-builds one ``(S, A)`` weight table ``W`` with tensor operations (no Python loop over samples) and returns
-``E ~ J^T W = sum_{s,a} W(s, a) J(s, a)`` by ONE vector-Jacobian product through ``r_x``; ``J`` itself is never
-formed. With ``y = sum_i w_i (e_{s_i a_i} - pi(.|s_i) e_{s_i})`` (an ``(S, A)`` table):
+builds one ``(S, A)`` weight table ``W`` with tensor operations (no Python loop over samples,
+:func:`exploration_weights`) and ``E ~ J^T W = sum_{s,a} W(s, a) J(s, a)`` is ONE vector-Jacobian product through
+``r_x`` (:func:`exploration_term`); ``J`` itself is never formed. With ``y = sum_i w_i (e_{s_i a_i} - pi(.|s_i)
+e_{s_i})`` (an ``(S, A)`` table), the estimators, cheapest first (:data:`ESTIMATORS`):
 
-- ``"one-step"`` (:func:`one_step`): ``W = y``, i.e. ``sum_i w_i (J(s_i,a_i) - sum_a pi(a|s_i) J(s_i,a))``. It
-  drops the gamma-propagated terms: exact when ``gamma = 0``, biased otherwise. No samples.
-- ``"monte-carlo"`` (:func:`monte_carlo`): ``rollouts`` trajectories of length ``horizon`` from ``(s_i, a_i)``
-  and as many from ``(s_i, a'_i)``, ``a'_i ~ pi(.|s_i)``, with common random numbers between the two (the
-  sampler's ``coupled_blocks=2``; pairs with ``a'_i = a_i`` then give identical rollouts and are skipped).
-  ``W = sum_i (w_i / rollouts) (N_i^+ - N_i^-)`` with ``N`` the discounted visit counts. Unbiased up to the
-  truncation at ``horizon`` (relative bias of order ``gamma^horizon``); needs restarts from arbitrary
-  ``(s, a)``, which a :class:`~sobirl.tabular.TabularMDP` always allows.
-- ``"critic"`` (:func:`critic`): the tabular sensitivity critic ``D = dQ/dx`` in closed form. From
-  ``dQ = J + gamma P dV`` and ``dV = (I - gamma P_pi)^{-1} sum_a pi J``,
+- ``"one-step"``: ``W = y``, i.e. ``sum_i w_i (J(s_i,a_i) - sum_a pi(a|s_i) J(s_i,a))``. It drops the
+  gamma-propagated terms: exact when ``gamma = 0``, biased otherwise. No samples.
+- ``"monte-carlo"``: coupled restart rollouts from ``(s_i, a_i)`` and ``(s_i, a'_i ~ pi)``
+  (:func:`sobirl.estimators.rollouts.monte_carlo`). Unbiased up to the truncation at ``horizon``; needs restarts
+  from arbitrary ``(s, a)``.
+- ``"continuation"``: every-visit averages of the discounted visit counts of the ``horizon`` steps that follow each
+  visit in the follower's own trajectories ``paths`` (:func:`sobirl.estimators.rollouts.continuation`). No restarts,
+  no extra samples; consistent.
+- ``"td-critic"``: the sensitivity critic learned by batch TD(0) on the transitions of ``paths``
+  (:func:`sobirl.estimators.td_critic.td_critic`). No restarts, no extra samples; consistent.
+- ``"critic"``: the exact tabular sensitivity critic (``P`` known). From ``dQ = J + gamma P dV`` and
+  ``dV = (I - gamma P_pi)^{-1} sum_a pi J``,
 
       W = y + gamma pi * z,     (I - gamma P_pi)^T z = P^T y,     (P^T y)(s') = sum_{s,a} P(s'|s,a) y(s,a)
 
-  one adjoint solve (:func:`sobirl.tabular.linear.solve_adjoint`), exact expectations, no samples. The learned
-  version (a vector-valued critic trained by TD on the vector reward ``J``) is a later step.
-
-Every function returns ``(E, n_transitions)``: a float64 tensor shaped like ``x`` and the number of transitions
-it sampled (0 for the exact ones).
+  one adjoint solve (:func:`sobirl.tabular.linear.solve_adjoint`), exact expectations, no samples.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from sobirl.envs.sampler import sample_actions, sample_trajectories
+from sobirl.envs.sampler import Trajectories
+from sobirl.estimators.batch import check_batch, pair_table
+from sobirl.estimators.rollouts import continuation, monte_carlo
+from sobirl.estimators.td_critic import td_critic
 from sobirl.tabular.hypergrad import as_parameters, reward_vjp
 from sobirl.tabular.linear import solve_adjoint
-from sobirl.tabular.mdp import DTYPE, TabularMDP
+from sobirl.tabular.mdp import TabularMDP
 from sobirl.tabular.problem import BilevelProblem
-from sobirl.validation import check_choice, check_finite, check_int
+from sobirl.validation import check_choice, check_int, check_range
 
-ESTIMATORS = ("one-step", "monte-carlo", "critic")
-"""Names accepted by :func:`exploration_term`, cheapest first."""
+ESTIMATORS = ("one-step", "monte-carlo", "continuation", "td-critic", "critic")
+"""Names accepted by :func:`exploration_weights`, cheapest first."""
 
-HORIZON = 100
-"""Default rollout length of ``"monte-carlo"`` (truncation bias of order ``gamma^H``: 3e-5 at gamma = 0.9)."""
+RESTARTING = ("monte-carlo",)
+"""Estimators that restart rollouts from arbitrary ``(s, a)`` pairs."""
+
+FROM_PATHS = ("continuation", "td-critic")
+"""Estimators that learn from the follower's trajectories (the ``paths`` argument)."""
+
+TRUNCATION = 1e-4
+"""The default ``horizon`` is the smallest ``H`` with ``gamma^H <= TRUNCATION`` (see :func:`default_horizon`)."""
+
+
+def default_horizon(gamma: float) -> int:
+    """The smallest ``H >= 1`` with ``gamma^H <= TRUNCATION``: 88 steps at gamma = 0.9, 917 at gamma = 0.99."""
+    check_range("gamma", gamma, low=0.0, high=1.0, high_open=True)
+    if gamma == 0.0:
+        return 1
+    return max(1, math.ceil(math.log(TRUNCATION) / math.log(gamma)))
+
+
+def exploration_weights(
+    mdp: TabularMDP,
+    pi: torch.Tensor,
+    states: torch.Tensor,
+    actions: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    estimator: str,
+    paths: Trajectories | None = None,
+    horizon: int | None = None,
+    rollouts: int = 1,
+    pairs: int | None = None,
+    generator: torch.Generator | None = None,
+    restarts: bool = True,
+) -> tuple[torch.Tensor, int]:
+    """The ``(S, A)`` table ``W`` with ``E ~ J^T W`` (module docstring), by the named estimator.
+
+    Args:
+        mdp: the follower's MDP.
+        pi: the follower's policy ``(S, A)``.
+        states: visited states ``s_i``, integer ``(m,)``.
+        actions: visited actions ``a_i``, integer ``(m,)``.
+        weights: scalar weights ``w_i``, floating ``(m,)``.
+        estimator: one of :data:`ESTIMATORS`.
+        paths: the follower's trajectories, required by ``"continuation"`` and ``"td-critic"`` (ignored otherwise).
+        horizon: rollout length of ``"monte-carlo"`` and continuation length of ``"continuation"`` (>= 1);
+            :func:`default_horizon` of the MDP's gamma when None.
+        rollouts: ``"monte-carlo"`` restart pairs per visit (>= 1).
+        pairs: ``"monte-carlo"`` only: the total number of restart pairs (>= 1) drawn over the visits with
+            probability proportional to ``|w_i|`` instead of ``rollouts`` per visit; ``rollouts`` must then be 1.
+        generator: randomness of ``"monte-carlo"``; when None, one seeded from torch's global generator.
+        restarts: whether the environment can restart from an arbitrary ``(s, a)`` (required by ``"monte-carlo"``;
+            a :class:`~sobirl.tabular.TabularMDP` always can).
+
+    Returns:
+        ``(W, n_transitions)``: float64 ``(S, A)`` and the transitions sampled for it (0 unless ``"monte-carlo"``).
+
+    Raises:
+        ValueError / TypeError: unknown estimator (the message lists the valid ones), ``horizon``, ``rollouts`` or
+            ``pairs`` < 1, both ``rollouts`` and ``pairs`` set, inputs of mismatched lengths or out of range,
+            ``"monte-carlo"`` without restarts, or ``"continuation"`` / ``"td-critic"`` without ``paths``.
+    """
+    check_choice("estimator", estimator, ESTIMATORS)
+    horizon = default_horizon(mdp.gamma) if horizon is None else check_int("horizon", horizon, low=1)
+    check_int("rollouts", rollouts, low=1)
+    if pairs is not None:
+        check_int("pairs", pairs, low=1)
+        if rollouts != 1:
+            raise ValueError(f"give either rollouts (per visit) or pairs (in all), not both: rollouts = {rollouts}")
+    if estimator in RESTARTING and not restarts:
+        raise ValueError(
+            f"estimator {estimator!r} restarts rollouts from arbitrary (s, a) pairs, which this environment does "
+            f"not allow (restarts=False); use one of {', '.join(e for e in ESTIMATORS if e not in RESTARTING)}"
+        )
+    if estimator in FROM_PATHS and not isinstance(paths, Trajectories):
+        raise ValueError(
+            f"estimator {estimator!r} learns from the follower's trajectories: pass paths (a Trajectories), "
+            f"got {type(paths).__name__}"
+        )
+    pi, states, actions, weights = check_batch(mdp, pi, states, actions, weights)
+    if estimator == "monte-carlo":
+        if generator is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+            generator = torch.Generator(device=pi.device).manual_seed(seed)
+        return monte_carlo(
+            mdp, pi, states, actions, weights, horizon=horizon, rollouts=rollouts, pairs=pairs, generator=generator
+        )
+    if estimator == "continuation":
+        return continuation(mdp, pi, states, actions, weights, paths=paths, horizon=horizon), 0
+    y = pair_table(pi, states, actions, weights)
+    if estimator == "td-critic":
+        return td_critic(mdp, pi, y, paths=paths), 0
+    if estimator == "critic" and mdp.gamma > 0.0:
+        z = solve_adjoint(mdp, pi, mdp.pushforward(y))
+        return y + mdp.gamma * pi * z.unsqueeze(1), 0
+    return y, 0
 
 
 def exploration_term(
@@ -58,202 +154,20 @@ def exploration_term(
     states: torch.Tensor,
     actions: torch.Tensor,
     weights: torch.Tensor,
-    *,
-    estimator: str,
-    horizon: int = HORIZON,
-    rollouts: int = 1,
-    generator: torch.Generator | None = None,
-    restarts: bool = True,
+    **options: object,
 ) -> tuple[torch.Tensor, int]:
-    """Estimate ``E = sum_i w_i (dQ(s_i, a_i)/dx - dV(s_i)/dx)`` (module docstring) with the named estimator.
+    """Estimate ``E = sum_i w_i (dQ(s_i, a_i)/dx - dV(s_i)/dx)`` as ``J^T W``: ONE reward evaluation and ONE
+    backward pass through ``r_x = prob.reward(x)``.
 
     Args:
-        prob: the bilevel problem (its MDP and ``r_x = prob.reward(x)``).
+        prob: the bilevel problem (its MDP and reward).
         x: leader parameters, 1-D floating tensor.
-        pi: the follower's policy ``(S, A)``.
-        states: visited states ``s_i``, integer ``(m,)``.
-        actions: visited actions ``a_i``, integer ``(m,)``.
-        weights: scalar weights ``w_i``, floating ``(m,)``.
-        estimator: one of :data:`ESTIMATORS`.
-        horizon: rollout length (>= 1; ``"monte-carlo"`` only, validated always).
-        rollouts: rollouts per pair and per sign (>= 1; ``"monte-carlo"`` only, validated always).
-        generator: randomness of ``"monte-carlo"``; when None, one seeded from torch's global generator.
-        restarts: whether the environment can restart from an arbitrary ``(s, a)`` (required by
-            ``"monte-carlo"``; a :class:`~sobirl.tabular.TabularMDP` always can).
+        pi, states, actions, weights: as in :func:`exploration_weights`.
+        **options: the keyword arguments of :func:`exploration_weights` (``estimator`` is required).
 
     Returns:
         ``(E, n_transitions)``: float64 tensor shaped like ``x`` and the transitions sampled.
-
-    Raises:
-        ValueError / TypeError: unknown estimator (the message lists the valid ones), ``horizon`` or
-            ``rollouts`` < 1, inputs of mismatched lengths or out of range, or ``"monte-carlo"`` without restarts.
     """
-    check_choice("estimator", estimator, ESTIMATORS)
-    check_int("horizon", horizon, low=1)
-    check_int("rollouts", rollouts, low=1)
-    if estimator == "one-step":
-        return one_step(prob, x, pi, states, actions, weights)
-    if estimator == "critic":
-        return critic(prob, x, pi, states, actions, weights)
-    return monte_carlo(
-        prob,
-        x,
-        pi,
-        states,
-        actions,
-        weights,
-        horizon=horizon,
-        rollouts=rollouts,
-        generator=generator,
-        restarts=restarts,
-    )
-
-
-def one_step(
-    prob: BilevelProblem,
-    x: torch.Tensor,
-    pi: torch.Tensor,
-    states: torch.Tensor,
-    actions: torch.Tensor,
-    weights: torch.Tensor,
-) -> tuple[torch.Tensor, int]:
-    """``sum_i w_i (J(s_i, a_i) - sum_a pi(a|s_i) J(s_i, a))``: ``J^T y``, exact when gamma = 0 (no samples).
-
-    Arguments as in :func:`exploration_term`; returns ``(E, 0)``.
-    """
-    pi, states, actions, weights = _check_batch(prob.mdp, pi, states, actions, weights)
-    return _vjp(prob, x, _pair_table(pi, states, actions, weights)), 0
-
-
-def critic(
-    prob: BilevelProblem,
-    x: torch.Tensor,
-    pi: torch.Tensor,
-    states: torch.Tensor,
-    actions: torch.Tensor,
-    weights: torch.Tensor,
-) -> tuple[torch.Tensor, int]:
-    """The exact ``E`` through the tabular sensitivity critic: ``J^T (y + gamma pi * z)``.
-
-    ``y = sum_i w_i (e_{s_i a_i} - pi(.|s_i) e_{s_i})`` and ``(I - gamma P_pi)^T z = P^T y`` (one adjoint solve;
-    dense or sparse ``P``). Exact expectations, no samples; a TD-learned critic is a later step.
-    Arguments as in :func:`exploration_term`; returns ``(E, 0)``.
-    """
-    mdp = prob.mdp
-    pi, states, actions, weights = _check_batch(mdp, pi, states, actions, weights)
-    y = _pair_table(pi, states, actions, weights)
-    W = y
-    if mdp.gamma > 0.0:
-        z = solve_adjoint(mdp, pi, mdp.pushforward(y))
-        W = y + mdp.gamma * pi * z.unsqueeze(1)
-    return _vjp(prob, x, W), 0
-
-
-def monte_carlo(
-    prob: BilevelProblem,
-    x: torch.Tensor,
-    pi: torch.Tensor,
-    states: torch.Tensor,
-    actions: torch.Tensor,
-    weights: torch.Tensor,
-    *,
-    horizon: int = HORIZON,
-    rollouts: int = 1,
-    generator: torch.Generator | None = None,
-    restarts: bool = True,
-) -> tuple[torch.Tensor, int]:
-    """Restart-based Monte-Carlo estimate of ``E``: ``J^T sum_i (w_i / R) (N_i^+ - N_i^-)``.
-
-    ``N_i^+`` / ``N_i^-``: discounted visit counts ``sum_t gamma^t 1{(s_t, a_t) = (s, a)}`` of ``R = rollouts``
-    trajectories of length ``horizon`` from ``(s_i, a_i)`` / from ``(s_i, a'_i)``, ``a'_i ~ pi(.|s_i)`` (one
-    ``a'`` per rollout), coupled by common random numbers. Unbiased for the ``horizon``-truncated ``E``.
-
-    Args:
-        prob, x, pi, states, actions, weights: as in :func:`exploration_term`.
-        horizon: rollout length (>= 1).
-        rollouts: rollouts per pair and per sign (>= 1).
-        generator: the source of randomness; when None, one seeded from torch's global generator.
-        restarts: False declares an environment that cannot restart from an arbitrary ``(s, a)``: raises.
-
-    Returns:
-        ``(E, n_transitions)``: the estimate and the number of transitions of all rollouts.
-    """
-    check_int("horizon", horizon, low=1)
-    check_int("rollouts", rollouts, low=1)
-    if not restarts:
-        raise ValueError(
-            "estimator 'monte-carlo' restarts rollouts from arbitrary (s, a) pairs, which this environment does "
-            "not allow (restarts=False); use 'one-step' (biased for gamma > 0) or 'critic' instead"
-        )
-    mdp = prob.mdp
-    pi, states, actions, weights = _check_batch(mdp, pi, states, actions, weights)
-    if generator is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        generator = torch.Generator(device=pi.device).manual_seed(seed)
-    s = states.repeat(rollouts)
-    a = actions.repeat(rollouts)
-    w = weights.repeat(rollouts) / rollouts
-    a_other = sample_actions(pi, s, generator)
-    # Coupled rollouts from (s, a) and (s, a) coincide: their difference is exactly 0, skip them.
-    differ = a_other != a
-    s, a, a_other, w = s[differ], a[differ], a_other[differ], w[differ]
-    m = s.numel()
-    if m == 0:
-        return _vjp(prob, x, torch.zeros_like(pi)), 0
-    paths = sample_trajectories(
-        mdp,
-        pi,
-        2 * m,
-        horizon,
-        start_states=s.repeat(2),
-        start_actions=torch.cat([a, a_other]),
-        generator=generator,
-        coupled_blocks=2,
-    )
-    W = paths.occupancy(mdp.gamma, mdp.shape, torch.cat([w, -w]))
-    return _vjp(prob, x, W), paths.n_transitions
-
-
-def _pair_table(pi: torch.Tensor, states: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``y = sum_i w_i (e_{s_i a_i} - pi(.|s_i) e_{s_i})`` as an ``(S, A)`` table (two scatter-adds)."""
-    S, A = pi.shape
-    y = torch.zeros(S * A, dtype=DTYPE, device=pi.device).index_add_(0, states * A + actions, weights).view(S, A)
-    per_state = torch.zeros(S, dtype=DTYPE, device=pi.device).index_add_(0, states, weights)
-    return y - pi * per_state.unsqueeze(1)
-
-
-def _vjp(prob: BilevelProblem, x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """``J^T W = sum_{s,a} W(s, a) d r_x(s, a)/dx``: one reward evaluation, ONE backward through it."""
+    W, n_transitions = exploration_weights(prob.mdp, pi, states, actions, weights, **options)  # type: ignore[arg-type]
     x = as_parameters(x)
-    return reward_vjp(prob.reward(x), x, W)
-
-
-def _check_batch(
-    mdp: TabularMDP, pi: torch.Tensor, states: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate the policy and the batch; return them as float64 / long tensors on the policy's device."""
-    S, A = mdp.shape
-    if not isinstance(pi, torch.Tensor) or not pi.dtype.is_floating_point or tuple(pi.shape) != (S, A):
-        shape = tuple(pi.shape) if isinstance(pi, torch.Tensor) else type(pi).__name__
-        raise ValueError(f"pi must be a floating tensor of shape (S, A) = ({S}, {A}), got {shape}")
-    check_finite("pi", pi)
-    pi = pi.detach().to(DTYPE)
-    tensors = {"states": states, "actions": actions, "weights": weights}
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor) or t.dim() != 1:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be a 1-D tensor, got {shape}")
-    lengths = {name: t.numel() for name, t in tensors.items()}
-    if len(set(lengths.values())) != 1:
-        listed = ", ".join(f"{name} {n}" for name, n in lengths.items())
-        raise ValueError(f"states, actions and weights must have the same length, got {listed}")
-    for name, t, size in (("states", states, S), ("actions", actions, A)):
-        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-            raise TypeError(f"{name} must be an integer tensor, got dtype {t.dtype}")
-        if t.numel() and (t.min() < 0 or t.max() >= size):
-            raise ValueError(f"{name} must lie in [0, {size - 1}], got values in [{t.min()}, {t.max()}]")
-    if not weights.dtype.is_floating_point:
-        raise TypeError(f"weights must be a floating tensor, got dtype {weights.dtype}")
-    check_finite("weights", weights)
-    device = pi.device
-    return pi, states.to(device, torch.long), actions.to(device, torch.long), weights.detach().to(device, DTYPE)
+    return reward_vjp(prob.reward(x), x, W), n_transitions

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from sobirl.estimators.objectives import PreferenceObjective
 from sobirl.tabular import BilevelProblem, TabularMDP
 from sobirl.tabular.mdp import DTYPE
 from sobirl.validation import check_int, check_range
@@ -78,7 +79,9 @@ def tabular_rlhf(
         label_temperature: temperature of the synthetic labels, ``> 0`` (small: nearly noiseless labels).
 
     Returns:
-        The problem, with ``x0 = zeros(S A)`` and the extra attribute ``r_true`` (the hidden ``(S, A)`` table).
+        The problem, with ``x0 = zeros(S A)`` and the extra attributes ``r_true`` (the hidden ``(S, A)`` table) and
+        ``sampled`` (the same objective in sampled form, a
+        :class:`~sobirl.estimators.objectives.PreferenceObjective`, for the model-free methods).
 
     Raises:
         TypeError, ValueError: naming the field and its allowed range, or S, A and H when there are too many
@@ -129,4 +132,5 @@ def tabular_rlhf(
         defaults={"*": {"beta": 0.3}, "pbrl": {"lambda0": 30.0, "lambda_max": 300.0}},
     )
     prob.r_true = r_true
+    prob.sampled = PreferenceObjective(H, r_true, label_temperature)
     return prob
