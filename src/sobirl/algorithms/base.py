@@ -83,6 +83,10 @@ class OuterLoop(ABC):
         self.x = (self.x.detach() - step * grad).detach()
         return norm
 
+    @classmethod
+    def check_problem(cls, prob: BilevelProblem) -> None:
+        """Raise ValueError, saying why, when this method cannot run on ``prob`` (every problem is fine here)."""
+
     @abstractmethod
     def step(self) -> dict[str, float]:
         """One outer iteration: move ``self.x`` and return its metrics."""

@@ -106,13 +106,18 @@ class HPGD(OuterLoop):
 
     def __init__(self, prob: BilevelProblem, x0: torch.Tensor, config: HPGDConfig) -> None:
         super().__init__(prob, x0, config)
-        try:
-            self.leader = leader_value(prob)
-        except ValueError as err:
-            raise ValueError(f"hpgd needs a problem whose upper objective is a LeaderValue: {err}") from None
+        self.check_problem(prob)
+        self.leader = leader_value(prob)
         self.generator = torch.Generator(device=self.mdp.rho.device).manual_seed(config.seed)
         self.V: torch.Tensor | None = None
         self.samples_total = 0
+
+    @classmethod
+    def check_problem(cls, prob: BilevelProblem) -> None:
+        try:
+            leader_value(prob)
+        except ValueError as err:
+            raise ValueError(f"hpgd needs a problem whose upper objective is a LeaderValue: {err}") from None
 
     def step(self) -> dict[str, float]:
         cfg: HPGDConfig = self.config  # type: ignore[assignment]

@@ -87,12 +87,16 @@ class ModelFreeLoop(OuterLoop):
 
     def __init__(self, prob: BilevelProblem, x0: torch.Tensor, config: ModelFreeConfig) -> None:
         super().__init__(prob, x0, config)
+        self.check_problem(prob)
         self.horizon = config.horizon or default_horizon(self.mdp.gamma)
-        sampled_objective(prob, horizon=self.horizon)  # fail now, not at the first step
         self.generator = torch.Generator(device=self.mdp.rho.device).manual_seed(config.seed)
         self.Q: torch.Tensor | None = None
         self.V: torch.Tensor | None = None
         self.samples_total = 0
+
+    @classmethod
+    def check_problem(cls, prob: BilevelProblem) -> None:
+        sampled_objective(prob, horizon=1)
 
     def follow(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The follower's policy at ``x`` (warm-started) and the transitions it sampled."""

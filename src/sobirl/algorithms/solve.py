@@ -119,8 +119,12 @@ def solve(
 
 
 def resolve_config(prob: BilevelProblem, method: str, params: dict[str, Any]) -> MethodConfig:
-    """The method's validated Config: ``params``, then the problem's suggestions, then the method's defaults."""
+    """The method's validated Config: ``params``, then the problem's suggestions, then the method's defaults.
+
+    Raises ValueError also when the method cannot run on the problem (e.g. hpgd without a leader's value).
+    """
     cls = METHODS[check_choice("method", method, METHODS)]
+    cls.check_problem(prob)
     suggested = {**prob.defaults.get("*", {}), **prob.defaults.get(method, {})}
     return cls.Config.from_params(method, {**suggested, **params})
 
