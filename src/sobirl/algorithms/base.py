@@ -86,6 +86,7 @@ class OuterLoop(ABC):
     @classmethod
     def check_problem(cls, prob: BilevelProblem) -> None:
         """Raise ValueError, saying why, when this method cannot run on ``prob`` (every problem is fine here)."""
+        return None
 
     @abstractmethod
     def step(self) -> dict[str, float]:

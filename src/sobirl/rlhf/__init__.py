@@ -1,0 +1,43 @@
+"""Deep RLHF from preferences, the follower-independent part: episodes, fragments, labels, reward net, loss.
+
+The pipeline, each step one module:
+
+1. :class:`EpisodeRecorder` (``trajectories``) captures the follower's own training episodes from vectorised steps
+   (SB3 VecEnv or gymnasium conventions), with the environment's true reward, as :class:`Trajectory` objects.
+2. :func:`sample_fragment_pairs` (``fragments``) cuts pairs of fixed-length fragments, trajectories chosen in
+   proportion to their length, as stacked arrays (:class:`FragmentPairs`).
+3. A :class:`PreferenceGatherer` labels them (``preferences``): :class:`SyntheticLabeller` by Bradley-Terry on the
+   true returns; a human labeller implements the same interface. :class:`PreferenceDataset` keeps them (FIFO).
+4. :class:`QuerySchedule` (``schedule``) says how many pairs to query as the agent trains.
+5. :class:`RewardNet` (``reward_net``) is the learned reward ``r_x(s, a)``, and :func:`preference_logits` /
+   :func:`preference_loss` (``preference_model``) its Bradley-Terry loss on a mini-batch in one forward pass.
+
+Arrays are numpy up to the dataset (what environments and SB3 produce); the preference model takes torch tensors.
+"""
+
+from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
+from sobirl.rlhf.preference_model import fragment_returns, preference_accuracy, preference_logits, preference_loss
+from sobirl.rlhf.preferences import LABEL_MODES, PreferenceDataset, PreferenceGatherer, SyntheticLabeller
+from sobirl.rlhf.reward_net import ACTIVATIONS, RewardNet
+from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
+from sobirl.rlhf.trajectories import AUTORESET_MODES, EpisodeRecorder, Trajectory
+
+__all__ = [
+    "ACTIVATIONS",
+    "AUTORESET_MODES",
+    "LABEL_MODES",
+    "SCHEDULES",
+    "EpisodeRecorder",
+    "FragmentPairs",
+    "PreferenceDataset",
+    "PreferenceGatherer",
+    "QuerySchedule",
+    "RewardNet",
+    "SyntheticLabeller",
+    "Trajectory",
+    "fragment_returns",
+    "preference_accuracy",
+    "preference_logits",
+    "preference_loss",
+    "sample_fragment_pairs",
+]

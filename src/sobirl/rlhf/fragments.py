@@ -1,0 +1,97 @@
+"""Pairs of fixed-length fragments cut from the follower's trajectories, drawn as stacked arrays.
+
+For each of the ``2 N`` fragments of ``N`` pairs, independently:
+
+    j ~ P(j) = T_j / sum_{k: T_k >= L} T_k   over the trajectories with T_j >= L (shorter ones are skipped),
+    start ~ U{0, ..., T_j - L},   fragment = steps start .. start + L - 1 of trajectory j,
+
+so a fragment never crosses an episode boundary, and longer trajectories give proportionally more fragments (the
+rule of Christiano et al. 2017 and of ``imitation``'s ``RandomFragmenter``). The two fragments of a pair are drawn
+independently (they may come from the same trajectory).
+
+The draw is vectorised: the chosen trajectories (each at most once) are concatenated, and all ``2 N L`` steps are
+gathered with one fancy index; no Python object per pair or fragment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sobirl.rlhf.trajectories import Trajectory
+from sobirl.validation import check_int
+
+
+@dataclass(frozen=True, eq=False)
+class FragmentPairs:
+    """``N`` pairs of fragments of ``L`` steps; index 1 is the pair's first or second fragment.
+
+    Attributes:
+        observations: ``(N, 2, L, *obs_shape)``.
+        actions: ``(N, 2, L, *act_shape)`` (``(N, 2, L)`` for Discrete actions).
+        true_rewards: float64 ``(N, 2, L)``: the environment's rewards, for the synthetic labeller.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    true_rewards: np.ndarray
+
+    def __post_init__(self) -> None:
+        lead = self.true_rewards.shape
+        if len(lead) != 3 or lead[1] != 2:
+            raise ValueError(f"true_rewards must have shape (N, 2, L), got {lead}")
+        for name in ("observations", "actions"):
+            if getattr(self, name).shape[:3] != lead:
+                raise ValueError(f"{name} must start with (N, 2, L) = {lead}, got {getattr(self, name).shape}")
+
+    def __len__(self) -> int:
+        """The number of pairs ``N``."""
+        return self.true_rewards.shape[0]
+
+    @property
+    def fragment_length(self) -> int:
+        """``L``, the steps per fragment."""
+        return self.true_rewards.shape[2]
+
+
+def sample_fragment_pairs(
+    trajectories: Sequence[Trajectory], n_pairs: int, fragment_length: int, generator: np.random.Generator
+) -> FragmentPairs:
+    """Draw ``n_pairs`` pairs of ``fragment_length``-step fragments (module docstring).
+
+    Args:
+        trajectories: the finished episodes to cut from (e.g. ``EpisodeRecorder.trajectories``); those shorter
+            than ``fragment_length`` are skipped.
+        n_pairs: ``N >= 1``.
+        fragment_length: ``L >= 1``.
+        generator: the numpy generator every draw comes from (same state, same pairs).
+
+    Raises:
+        ValueError: naming the argument, also when no trajectory has ``fragment_length`` steps.
+    """
+    check_int("n_pairs", n_pairs, low=1)
+    L = check_int("fragment_length", fragment_length, low=1)
+    lengths = np.array([len(t) for t in trajectories], dtype=np.int64)
+    eligible = np.flatnonzero(lengths >= L)
+    if eligible.size == 0:
+        longest = int(lengths.max()) if lengths.size else 0
+        raise ValueError(
+            f"fragment_length = {L} is longer than every trajectory ({len(trajectories)} trajectories, longest "
+            f"{longest} steps); collect longer episodes or lower fragment_length to at most {longest}"
+        )
+    weights = lengths[eligible].astype(np.float64)
+    picks = eligible[generator.choice(eligible.size, size=2 * n_pairs, p=weights / weights.sum())]
+
+    chosen, which = np.unique(picks, return_inverse=True)
+    offsets = np.concatenate([[0], np.cumsum(lengths[chosen])[:-1]])
+    starts = offsets[which] + generator.integers(0, lengths[picks] - L + 1)
+    index = starts[:, None] + np.arange(L)  # (2N, L) rows of the concatenation
+
+    def gather(field: str) -> np.ndarray:
+        flat = np.concatenate([getattr(trajectories[j], field) for j in chosen])
+        out = flat[index]
+        return out.reshape(n_pairs, 2, L, *out.shape[2:])
+
+    return FragmentPairs(gather("observations"), gather("actions"), gather("true_rewards"))
