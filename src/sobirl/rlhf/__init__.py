@@ -18,23 +18,39 @@ Arrays are numpy up to the dataset (what environments and SB3 produce); the pref
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import fragment_returns, preference_accuracy, preference_logits, preference_loss
 from sobirl.rlhf.preferences import LABEL_MODES, PreferenceDataset, PreferenceGatherer, SyntheticLabeller
+from sobirl.rlhf.recording import RecordingCallback
 from sobirl.rlhf.reward_net import ACTIVATIONS, RewardNet
 from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
 from sobirl.rlhf.trajectories import AUTORESET_MODES, EpisodeRecorder, Trajectory
+from sobirl.rlhf.updates import (
+    EXPLORATION_ESTIMATORS,
+    UPDATE_RULES,
+    ActionSampler,
+    PreferenceUpdate,
+    StormMomentum,
+    UpdateLoss,
+)
 
 __all__ = [
     "ACTIVATIONS",
     "AUTORESET_MODES",
+    "EXPLORATION_ESTIMATORS",
     "LABEL_MODES",
     "SCHEDULES",
+    "UPDATE_RULES",
+    "ActionSampler",
     "EpisodeRecorder",
     "FragmentPairs",
     "PreferenceDataset",
     "PreferenceGatherer",
+    "PreferenceUpdate",
     "QuerySchedule",
+    "RecordingCallback",
     "RewardNet",
+    "StormMomentum",
     "SyntheticLabeller",
     "Trajectory",
+    "UpdateLoss",
     "fragment_returns",
     "preference_accuracy",
     "preference_logits",

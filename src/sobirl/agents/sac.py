@@ -1,0 +1,114 @@
+"""The continuous-control follower: Stable-Baselines3 SAC learning from the reward network through relabelling.
+
+:func:`make_sac` builds an SB3 ``SAC`` whose replay buffer is a :class:`~sobirl.agents.RelabelingReplayBuffer`:
+every batch SAC trains on carries the current ``r_x(s, a)``, never the environment's reward. Its logger writes to a
+given directory (CSV and TensorBoard) or nowhere: left alone, SB3 creates a dated folder under the system's temporary
+directory at every ``learn`` even when it writes nothing there.
+
+For the upper level (:mod:`sobirl.rlhf.updates`): :func:`sac_temperature` is SAC's current entropy temperature
+``alpha`` (the ``tau`` of the design math, section 5) and :func:`actor_sampler` draws actions from SAC's actor in the
+replay buffer's units (scaled to ``[-1, 1]``), the units of the recorded fragments.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import torch
+from gymnasium import Env, spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
+from stable_baselines3.common.vec_env import VecEnv
+
+from sobirl.agents.relabel import RelabelingReplayBuffer
+from sobirl.rlhf.preference_model import RewardFn
+from sobirl.rlhf.updates import ActionSampler
+
+LOG_FORMATS = ("csv", "tensorboard")
+"""What SB3's logger writes into ``log_dir`` (``progress.csv`` and TensorBoard events); ``stdout`` too if verbose."""
+
+
+def make_sac(
+    env: Env | VecEnv,
+    reward_fn: RewardFn,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "auto",
+    log_dir: str | os.PathLike[str] | None = None,
+    clip: float | None = None,
+    policy: str = "MlpPolicy",
+    **sac_kwargs: Any,
+) -> SAC:
+    """An SB3 ``SAC`` on ``env`` that learns from ``reward_fn`` through a :class:`RelabelingReplayBuffer`.
+
+    Args:
+        env: a gymnasium environment or an SB3 ``VecEnv`` with a ``Box`` action space (SB3 wraps a plain environment
+            in ``Monitor`` and ``DummyVecEnv``).
+        reward_fn: the learned reward, e.g. a :class:`~sobirl.rlhf.RewardNet` (see :class:`RelabelingReplayBuffer`).
+        seed: SAC's seed. SB3 seeds Python's, numpy's and torch's GLOBAL generators with it, the action space and
+            the environment's next reset.
+        device: SAC's device (``"cpu"``, ``"cuda"``, ``"auto"``); the reward net stays where it is.
+        log_dir: where SB3's logger writes (:data:`LOG_FORMATS`); None: it writes nothing (stdout only if
+            ``verbose >= 1``).
+        clip: clamp relabelled rewards to ``[-clip, clip]`` (the seed authors: 1.0); None: no clamp.
+        policy: SB3's policy name.
+        sac_kwargs: any other ``SAC`` argument (``buffer_size``, ``learning_starts``, ``policy_kwargs``,
+            ``replay_buffer_kwargs``, ``verbose``, ...), except ``replay_buffer_class`` and ``tensorboard_log``.
+
+    Raises:
+        TypeError: the action space is not a ``Box``, or the observation space is a ``Dict``.
+        ValueError: ``replay_buffer_class`` or ``tensorboard_log`` given, or an invalid ``clip``.
+    """
+    if not isinstance(env.action_space, spaces.Box):
+        raise TypeError(
+            f"action_space must be a gymnasium.spaces.Box for SAC, got {env.action_space}; "
+            "use an environment with continuous actions (Discrete actions need the discrete SAC follower)"
+        )
+    if isinstance(env.observation_space, spaces.Dict):
+        raise TypeError(
+            f"observation_space must not be a Dict for the relabelling buffer, got {env.observation_space}; "
+            "wrap the environment in gymnasium.wrappers.FlattenObservation"
+        )
+    for name, instead in (
+        ("replay_buffer_class", "it is always RelabelingReplayBuffer"),
+        ("tensorboard_log", "log_dir"),
+    ):
+        if name in sac_kwargs:
+            raise ValueError(f"{name} cannot be given to make_sac; {instead}")
+    buffer_kwargs = {**(sac_kwargs.pop("replay_buffer_kwargs", None) or {}), "reward_fn": reward_fn, "clip": clip}
+    model = SAC(
+        policy,
+        env,
+        seed=seed,
+        device=device,
+        replay_buffer_class=RelabelingReplayBuffer,
+        replay_buffer_kwargs=buffer_kwargs,
+        **sac_kwargs,
+    )
+    stdout = model.verbose >= 1
+    if log_dir is None:
+        model.set_logger(Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if stdout else []))
+    else:
+        model.set_logger(configure(os.fspath(log_dir), (["stdout"] if stdout else []) + list(LOG_FORMATS)))
+    return model
+
+
+def sac_temperature(model: SAC) -> float:
+    """SAC's current entropy temperature ``alpha``: ``exp(log_ent_coef)`` when auto-tuned, else the fixed one."""
+    if model.log_ent_coef is not None:
+        return float(torch.exp(model.log_ent_coef.detach()).item())
+    return float(model.ent_coef_tensor.item())
+
+
+def actor_sampler(model: SAC) -> ActionSampler:
+    """A sampler of SAC's stochastic actor: ``(M, *obs_shape)`` observations to ``(M, action_dim)`` actions, one
+    draw per row from torch's global generator, squashed to ``[-1, 1]`` (the replay buffer's and the recorded
+    fragments' units), float32 on SAC's device, without a graph."""
+
+    def sample(observations: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.actor(observations.to(device=model.device, dtype=torch.float32), deterministic=False)
+
+    return sample

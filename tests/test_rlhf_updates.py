@@ -1,0 +1,200 @@
+"""Upper-level update rules: the surrogates' gradients against the formulas by hand, the warm-up, STORM."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sobirl.rlhf import PreferenceUpdate, RewardNet, StormMomentum, preference_logits, preference_loss
+
+F64 = torch.float64
+B, L, K, OBS, ACT = 3, 4, 3, 2, 1
+ALPHA = 0.7
+
+
+def batch() -> tuple[RewardNet, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A tiny float64 reward net and 3 labelled pairs of 4-step fragments."""
+    net = RewardNet(OBS, ACT, hidden=(5,), activation="tanh", seed=3, dtype=F64)
+    gen = torch.Generator().manual_seed(0)
+    observations = torch.randn(B, 2, L, OBS, generator=gen, dtype=F64)
+    actions = torch.rand(B, 2, L, ACT, generator=gen, dtype=F64) * 2 - 1
+    labels = torch.tensor([1.0, 0.0, 0.3], dtype=F64)
+    return net, observations, actions, labels
+
+
+def stub_policy(seed: int = 1):
+    """A policy whose draws come from a seeded generator: 0.1 s_0 + U(-0.5, 0.5) per row."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def sample(obs: torch.Tensor) -> torch.Tensor:
+        return 0.1 * obs[:, :1] + torch.rand(len(obs), 1, generator=gen, dtype=obs.dtype) - 0.5
+
+    return sample
+
+
+def flat_grad(output: torch.Tensor, net: RewardNet) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(output, list(net.parameters()))])
+
+
+def surrogate_grad(update: PreferenceUpdate, net: RewardNet, *args, **kwargs) -> torch.Tensor:
+    net.zero_grad()
+    update.surrogate(net, *args, **kwargs).loss.backward()
+    return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+
+
+def by_hand(net, observations, actions, labels, policy_actions, *, estimator, gamma, discount) -> torch.Tensor:
+    """grad = mean_j grad l_j + (1/alpha) mean_j l_j sum_{i,h} D_h, every J = d r/dx by its own backward."""
+
+    def J(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return flat_grad(net(s, a), net)
+
+    total = 0.0
+    for j in range(B):
+        R = [sum(discount**h * net(observations[j, i, h], actions[j, i, h]).item() for h in range(L)) for i in (0, 1)]
+        logit, y = R[0] - R[1], labels[j].item()
+        sig = 1.0 / (1.0 + math.exp(-logit))
+        loss = -(y * math.log(sig) + (1 - y) * math.log(1 - sig))
+        grad_R = [sum(discount**h * J(observations[j, i, h], actions[j, i, h]) for h in range(L)) for i in (0, 1)]
+        exploitation = (sig - y) * (grad_R[0] - grad_R[1])
+        score = 0.0
+        for i in (0, 1):
+            for h in range(L):
+                s = observations[j, i, h]
+                horizon = range(h, L) if estimator == "monte-carlo" else range(h, h + 1)
+                score = score + sum(gamma ** (m - h) * J(observations[j, i, m], actions[j, i, m]) for m in horizon)
+                score = score - sum(J(s, policy_actions[j, i, h, m]) for m in range(K)) / K
+        total = total + exploitation + loss * score / ALPHA
+    return total / B
+
+
+@pytest.mark.parametrize(
+    ("estimator", "gamma", "discount"), [("one-step", 0.99, 1.0), ("monte-carlo", 0.9, 1.0), ("one-step", 0.5, 0.8)]
+)
+def test_sobirl_gradient_equals_the_formula(estimator, gamma, discount):
+    net, observations, actions, labels = batch()
+    update = PreferenceUpdate("sobirl", estimator=estimator, action_samples=K, gamma=gamma, discount=discount)
+    policy_actions = update.policy_actions(stub_policy(), observations)
+    assert policy_actions.shape == (B, 2, L, K, ACT) and not policy_actions.requires_grad
+    got = surrogate_grad(
+        update, net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions
+    )
+    expected = by_hand(
+        net, observations, actions, labels, policy_actions, estimator=estimator, gamma=gamma, discount=discount
+    )
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+def test_policy_actions_are_drawn_per_state_in_one_call():
+    _, observations, _, _ = batch()
+    calls = []
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        calls.append(len(obs))
+        return stub_policy()(obs)
+
+    drawn = PreferenceUpdate(action_samples=K).policy_actions(policy, observations)
+    assert calls == [B * 2 * L * K]
+    noise = stub_policy()(torch.zeros(B * 2 * L * K, OBS, dtype=F64)).reshape(B, 2, L, K, ACT)
+    torch.testing.assert_close(drawn, 0.1 * observations[..., None, :1] + noise, rtol=0, atol=1e-15)
+
+
+def test_monte_carlo_equals_one_step_at_gamma_zero():
+    net, observations, actions, labels = batch()
+    policy_actions = PreferenceUpdate(action_samples=K).policy_actions(stub_policy(), observations)
+    grads = [
+        surrogate_grad(
+            PreferenceUpdate(estimator=name, gamma=0.0),
+            net,
+            observations,
+            actions,
+            labels,
+            agent_steps=0,
+            alpha=ALPHA,
+            policy_actions=policy_actions,
+        )
+        for name in ("one-step", "monte-carlo")
+    ]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-14)
+
+
+def test_drlhf_is_sobirl_with_the_exploration_term_off_and_the_warmup_switch():
+    net, observations, actions, labels = batch()
+    drlhf = PreferenceUpdate("drlhf")
+    sobirl = PreferenceUpdate("sobirl", exploration_warmup=100, action_samples=K)
+    policy_actions = sobirl.policy_actions(stub_policy(), observations)
+    assert not drlhf.explores(10**9) and not sobirl.explores(99) and sobirl.explores(100)
+
+    result = drlhf.surrogate(net, observations, actions, labels, agent_steps=500)
+    reference = preference_loss(preference_logits(net, observations, actions), labels)
+    assert not result.explored and result.exploration == 0.0
+    assert result.cross_entropy == pytest.approx(reference.item(), abs=1e-15)
+    g_drlhf = surrogate_grad(drlhf, net, observations, actions, labels, agent_steps=500)
+    g_ce = torch.cat([g.reshape(-1) for g in torch.autograd.grad(reference, list(net.parameters()))])
+    torch.testing.assert_close(g_drlhf, g_ce, rtol=0, atol=1e-15)
+    # warm-up: no alpha or policy actions needed, the gradient is drlhf's
+    torch.testing.assert_close(surrogate_grad(sobirl, net, observations, actions, labels, agent_steps=99), g_drlhf)
+    on = sobirl.surrogate(
+        net, observations, actions, labels, agent_steps=100, alpha=ALPHA, policy_actions=policy_actions
+    )
+    assert on.explored and on.cross_entropy == pytest.approx(reference.item(), abs=1e-14)
+    assert on.loss.item() == pytest.approx(on.cross_entropy + on.exploration, abs=1e-14) and on.exploration != 0.0
+    torch.testing.assert_close(on.logits, result.logits, rtol=0, atol=1e-14)
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(ValueError, match="unknown estimator 'td-critic'; valid: one-step, monte-carlo"):
+        PreferenceUpdate(estimator="td-critic")
+    with pytest.raises(ValueError, match="unknown rule 'pbrl'; valid: drlhf, sobirl"):
+        PreferenceUpdate("pbrl")
+    with pytest.raises(ValueError, match="exploration_warmup must be an integer >= 0, got -1"):
+        PreferenceUpdate(exploration_warmup=-1)
+    with pytest.raises(ValueError, match="action_samples must be an integer >= 1, got 0"):
+        PreferenceUpdate(action_samples=0)
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\], got 1.5"):
+        PreferenceUpdate(gamma=1.5)
+    net, observations, actions, labels = batch()
+    update = PreferenceUpdate(action_samples=K)
+    policy_actions = update.policy_actions(stub_policy(), observations)
+    for alpha in (0.0, -1.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \(0, inf\)"):
+            update.surrogate(
+                net, observations, actions, labels, agent_steps=0, alpha=alpha, policy_actions=policy_actions
+            )
+    with pytest.raises(ValueError, match="alpha and policy_actions are required"):
+        update.surrogate(net, observations, actions, labels, agent_steps=0)
+    with pytest.raises(ValueError, match=r"policy_actions must have shape \(B, 2, L, k, \*act_shape\)"):
+        update.surrogate(
+            net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions[:, :, 1:]
+        )
+    with pytest.raises(ValueError, match=r"eta must be in \(0, 1\]"):
+        StormMomentum(net.parameters(), eta=0.0)
+
+
+def test_storm_recursion_on_a_quadratic():
+    """f(x; B) = a_B / 2 |x - c_B|^2, g = a_B (x - c_B): h_k and x_k against the recursion by hand."""
+    gen = torch.Generator().manual_seed(0)
+    batches = [
+        (0.5 + torch.rand((), generator=gen, dtype=F64), torch.randn(3, generator=gen, dtype=F64)) for _ in range(4)
+    ]
+    etas = [None, None, 0.6, None]  # a per-step override at k = 2
+    eta, beta = 0.3, 0.1
+    x = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=F64))
+    unused = torch.nn.Parameter(torch.ones(2, dtype=F64))
+    storm = StormMomentum([x, unused], eta=eta)
+    optimizer = torch.optim.SGD([x, unused], lr=beta)
+
+    x_ref, x_prev, h_ref = x.detach().clone(), None, None
+    for (a, c), eta_k in zip(batches, etas, strict=True):
+        loss = storm.step(lambda a=a, c=c: 0.5 * a * ((x - c) ** 2).sum(), eta=eta_k)
+        assert loss.item() == pytest.approx((0.5 * a * ((x_ref - c) ** 2).sum()).item(), abs=1e-14)
+        g_new = a * (x_ref - c)
+        weight = 1 - (eta if eta_k is None else eta_k)
+        h_ref = g_new if h_ref is None else g_new + weight * (h_ref - a * (x_prev - c))
+        torch.testing.assert_close(x.detach(), x_ref, rtol=0, atol=0)  # parameters restored after g(x_{k-1})
+        torch.testing.assert_close(x.grad, h_ref, rtol=0, atol=1e-14)
+        assert (unused.grad == 0).all()
+        optimizer.step()
+        x_prev, x_ref = x_ref, x_ref - beta * h_ref
+        torch.testing.assert_close(x.detach(), x_ref, rtol=0, atol=1e-14)
