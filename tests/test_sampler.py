@@ -7,6 +7,8 @@ import torch
 
 from conftest import F64, random_transitions, to_sparse
 from sobirl.envs import sample_actions, sample_trajectories
+from sobirl.envs.sampler import _alias_csr, _alias_rows, _Successors
+from sobirl.problems.gridworld import gridworld_mdp
 from sobirl.tabular import TabularMDP
 
 
@@ -25,6 +27,121 @@ def _z_scores(counts: torch.Tensor, p: torch.Tensor, n: int) -> torch.Tensor:
     """|empirical - p| in binomial standard errors (the floor keeps p = 0 entries finite)."""
     se = (p * (1 - p) / n).sqrt().clamp(min=1e-12)
     return (counts / n - p).abs() / se
+
+
+def _skewed_mdp(terminal: torch.Tensor | None = None) -> tuple[TabularMDP, torch.Tensor]:
+    """A CSR MDP with one row spread over every state and one successor elsewhere: its rows are too unequal to
+    pad, so the sampler keeps them as stored."""
+    S, A = 12, 2
+    P = torch.zeros(S, A, S, dtype=F64)
+    P[torch.arange(S), :, (torch.arange(S) + 1) % S] = 1.0
+    P[3, 1] = torch.softmax(torch.randn(S, generator=torch.Generator().manual_seed(5), dtype=F64), dim=0)
+    P[3, 1, 7] = 0.0
+    P[3, 1] /= P[3, 1].sum()
+    return TabularMDP(to_sparse(P, "csr"), terminal=terminal), P
+
+
+def _implied(threshold: torch.Tensor, alias: torch.Tensor) -> torch.Tensor:
+    """The distribution an alias table of one row draws: bucket j keeps j with q_j = threshold_j - j, else gives
+    alias_j, each bucket with probability 1/m."""
+    m = threshold.numel()
+    q = threshold - torch.arange(m, dtype=F64)
+    return (q / m).index_add(0, alias.long(), (1 - q) / m)
+
+
+def _rows(seed: int) -> list[torch.Tensor]:
+    """Rows that stress the construction: zeros, ties, one-hot, uniform, weights over 30 orders of magnitude."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for width in (1, 2, 3, 4, 7, 50):
+        w = torch.rand(width, generator=gen, dtype=F64)
+        sparse = torch.where(torch.rand(width, generator=gen) < 0.5, 0.0, w)
+        sparse[0] += 0.1
+        one_hot = torch.zeros(width, dtype=F64)
+        one_hot[width // 2] = 1.0
+        spread = 10.0 ** (-30 * torch.rand(width, generator=gen, dtype=F64))
+        rows += [w, sparse, one_hot, torch.full((width,), 1 / 3, dtype=F64), spread]
+    return rows
+
+
+def test_alias_tables_are_exact():
+    """Each table draws exactly its row's distribution (up to rounding), and zero-probability entries are never
+    drawn: they keep nothing (q = 0) and are no bucket's alias."""
+    for p in _rows(0):
+        threshold, alias = _alias_rows(p.unsqueeze(0))
+        q = threshold[0] - torch.arange(p.numel(), dtype=F64)
+        target = p / p.sum()
+        assert (q >= 0).all() and (q <= 1).all()
+        torch.testing.assert_close(_implied(threshold[0], alias[0]), target, rtol=0, atol=1e-15)
+        assert (q[target == 0] == 0).all()
+        assert (target[alias[0].long()[q < 1]] > 0).all()
+
+
+def test_alias_tables_of_csr_rows():
+    """Rows of different lengths, built together: each row's table has one bucket per entry and is exact."""
+    rows = _rows(1)
+    crow = torch.tensor([0] + [len(p) for p in rows]).cumsum(dim=0)
+    threshold, alias = _alias_csr(torch.cat(rows), crow)
+    for r, p in enumerate(rows):
+        lo, hi = int(crow[r]), int(crow[r + 1])
+        torch.testing.assert_close(_implied(threshold[lo:hi], alias[lo:hi]), p / p.sum(), rtol=0, atol=1e-15)
+
+
+def test_successor_tables_layouts():
+    """Dense P: S buckets per row; a grid world: rows padded to the longest; unequal sparse rows: CSR as stored."""
+    dense, _ = _mdp("dense")
+    assert _Successors.of(dense).width == 6 and _Successors.of(dense).col is None
+    grid = _Successors.of(gridworld_mdp(5))
+    assert grid.width == 4 and grid.col is not None
+    skewed, _ = _skewed_mdp()
+    assert _Successors.of(skewed).width is None
+    assert _Successors.of(dense) is _Successors.of(dense)  # built once per MDP
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_next_state_frequencies_of_unequal_sparse_rows(terminal):
+    """The CSR layout: one bucket per stored entry, the row found by its offset and length."""
+    ended = torch.zeros(12, dtype=torch.bool)
+    ended[9] = terminal
+    mdp, P = _skewed_mdp(ended)
+    n = 200_000
+    for s, a in [(3, 1), (3, 0), (10, 1)]:
+        traj = sample_trajectories(
+            mdp,
+            _policy(12, 2),
+            n,
+            2,
+            start_states=torch.full((n,), s),
+            start_actions=torch.full((n,), a),
+            generator=torch.Generator().manual_seed(s + a),
+        )
+        counts = torch.bincount(traj.states[:, 1], minlength=12).to(F64)
+        assert _z_scores(counts, P[s, a], n).max() < 5.0
+        assert counts[P[s, a] == 0].sum() == 0
+    # a terminal state's row is empty: trajectories that reach it end there
+    traj = sample_trajectories(
+        mdp, _policy(12, 2), 100, 6, start_states=torch.full((100,), 8), generator=torch.Generator().manual_seed(0)
+    )
+    assert traj.states[:, 1].eq(9).all()
+    assert traj.alive[:, 2].tolist() == [not terminal] * 100
+    assert traj.states[:, 2].eq(9 if terminal else 10).all()
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_action_and_next_state_are_jointly_right(layout):
+    """(a_0, s_1) from a fixed s_0 has the law pi(a|s_0) P(s'|s_0, a): the two draws of a step are independent."""
+    mdp, P = _mdp(layout, S=5, A=3)
+    pi = _policy(5, 3)
+    pi[2, 1] = 0.0
+    pi[2] /= pi[2].sum()
+    n = 300_000
+    traj = sample_trajectories(
+        mdp, pi, n, 2, start_states=torch.full((n,), 2), generator=torch.Generator().manual_seed(9)
+    )
+    counts = torch.bincount(traj.actions[:, 0] * 5 + traj.states[:, 1], minlength=15).to(F64)
+    joint = (pi[2].unsqueeze(1) * P[2]).reshape(-1)
+    assert _z_scores(counts, joint, n).max() < 5.0
+    assert counts[joint == 0].sum() == 0
 
 
 @pytest.mark.parametrize("layout", ["dense", "coo", "csr"])

@@ -14,16 +14,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
+from gymnasium import error as gym_error
 from tqdm.auto import tqdm
 
 import sobirl
 from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, resolve_config, solve
+from sobirl.estimators import ESTIMATORS
 from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, write_config
+from sobirl.experiments import estimator_study as study
+from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.problems import PROBLEMS, random_mdp
+from sobirl.profiling import machine_line
+from sobirl.rlhf import trainer as rlhf
 from sobirl.tabular import BilevelProblem, hypergradient, hyperobjective
 from sobirl.validation import check_int
 
@@ -66,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
     _add_synthetic(commands)
     _add_compare(commands)
+    _add_estimators(commands)
+    _add_rlhf(commands)
     return parser
 
 
@@ -129,9 +137,18 @@ def _method_options() -> dict[str, str]:
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:
-    """The ``Attributes:`` section of a Google-style docstring as {name: one-line description}."""
+    """The ``Attributes:`` sections of the Google-style docstrings of ``cls`` and its bases as {name: one-line
+    description}; a subclass's description of a field replaces its base's."""
     docs: dict[str, str] = {}
-    lines = (cls.__doc__ or "").splitlines()
+    for klass in reversed(cls.__mro__):
+        docs.update(_own_attribute_docs(klass))
+    return docs
+
+
+def _own_attribute_docs(cls: type) -> dict[str, str]:
+    """The ``Attributes:`` section of ``cls``'s own docstring as {name: one-line description}."""
+    docs: dict[str, str] = {}
+    lines = (cls.__dict__.get("__doc__") or "").splitlines()
     if not any(line.strip() == "Attributes:" for line in lines):
         return docs
     start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:") + 1
@@ -367,3 +384,212 @@ def _run_compare(parser: argparse.ArgumentParser, args: argparse.Namespace, comm
     print(table)
     print(f"run_dir  {run_dir}\nresults  {run_dir / 'results.md'}\nfigure   {run_dir / 'objective.png'}")
     return 1 if any(r.error for r in results) else 0
+
+
+def _add_estimators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "estimators",
+        help="bias, spread and cosine of the model-free hyper-gradient estimators against the exact gradient",
+        description=(
+            "Draw SEEDS estimates of grad phi(x) per estimator and batch size (seeds 0, 1, ...), with the follower "
+            "at its exact soft optimum, and compare them with the exact hyper-gradient: relative bias "
+            "|mean g - grad phi| / |grad phi| with its noise floor (relative std / sqrt(seeds)), relative standard "
+            "deviation and cosine similarity, against the number of sampled trajectories (docs/estimator-study.md). "
+            "A batch counts draws of the upper level's data: preference pairs (2 trajectories each) for "
+            "tabular-rlhf, trajectories for four-rooms. Writes config.yaml, results.csv, results.md, bias.png, "
+            "std.png and cosine.png to a new run directory OUTPUT_DIR/NAME-<timestamp>."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument(
+        "--problem",
+        required=True,
+        help=f"problem with a sampled upper objective (e.g. tabular-rlhf, four-rooms), one of: {', '.join(PROBLEMS)}",
+    )
+    sub.add_argument(
+        "--set",
+        dest="problem_params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a problem parameter (repeatable), over the study's {study.DEFAULT_PROBLEM_PARAMS}",
+    )
+    sub.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma-separated estimators")
+    sub.add_argument(
+        "--batches",
+        default=",".join(map(str, study.DEFAULT_BATCHES)),
+        help="comma-separated batch sizes: draws per estimate (preference pairs or trajectories); 1e5 is accepted",
+    )
+    sub.add_argument(
+        "--seeds",
+        default=None,
+        metavar="N[,N...]",
+        help=(
+            f"seeds of every estimator: one count, or one per batch; default: {study.MONTE_CARLO_SEEDS} for "
+            f"monte-carlo, else ceil({study.SEED_DRAWS} / batch) within [{study.MIN_SEEDS}, {study.MAX_SEEDS}]"
+        ),
+    )
+    sub.add_argument(
+        "--estimator-seeds",
+        action="append",
+        default=[],
+        metavar="ESTIMATOR=N[,N...]",
+        help="seeds of one estimator (repeatable), over --seeds, e.g. monte-carlo=100",
+    )
+    sub.add_argument(
+        "--pairs-per-path",
+        type=int,
+        default=study.DEFAULT_PAIRS_PER_PATH,
+        help="monte-carlo: restart pairs per sampled trajectory (memory grows with it: 2.2 GB per four-rooms "
+        "estimate of 10^5 trajectories with 1, 3.6 GB with 2)",
+    )
+    sub.add_argument(
+        "--x-scale",
+        type=float,
+        default=0.0,
+        help="evaluate at x0 + X_SCALE * N(0, I) (a fixed draw) instead of x0",
+    )
+    sub.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (one torch thread each; 1: in-process)"
+    )
+    sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
+    sub.add_argument("--name", default=None, help="run name (default: estimators-<problem>)")
+    sub.set_defaults(handler=functools.partial(_run_estimators, sub))
+
+
+def _run_estimators(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    def counts(text: str) -> list[Any]:
+        return [_parse_value(item) for item in text.split(",")]
+
+    try:
+        estimator_seeds = {}
+        for item in args.estimator_seeds:
+            estimator, sep, text = item.partition("=")
+            if not sep or not estimator:
+                raise ValueError(f"--estimator-seeds expects ESTIMATOR=N[,N...], got {item!r}")
+            estimator_seeds[estimator] = counts(text)
+        check_int("workers", args.workers, low=1)
+        plan = study.plan_study(
+            args.problem,
+            problem_params=_key_values(args.problem_params, "--set"),
+            estimators=[e.strip() for e in args.estimators.split(",") if e.strip()],
+            batches=counts(args.batches),
+            seeds=None if args.seeds is None else counts(args.seeds),
+            estimator_seeds=estimator_seeds,
+            pairs_per_path=args.pairs_per_path,
+            x_scale=args.x_scale,
+        )
+        run_dir = create_run_dir(args.output_dir, args.name or f"estimators-{args.problem}")
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"cannot create a run directory in {args.output_dir}: {err}")
+
+    write_config(run_dir, {**plan.to_config(), "workers": args.workers}, command=command)
+    with tqdm(total=plan.n_estimates, desc="estimates", dynamic_ncols=True) as bar:
+        rows = study.run_study(plan, workers=args.workers, on_estimate=bar.update)
+    point = "x0" if plan.x_scale == 0 else f"x0 + {plan.x_scale:g} N(0, I)"
+    title = f"{args.problem}, gamma {plan.problem_params.get('gamma')}, at {point}: |grad phi| {plan.exact.norm():.3g}"
+    table = study.markdown_table(rows)
+    study.write_csv(rows, run_dir / study.RESULTS_CSV)
+    (run_dir / study.RESULTS_MD).write_text(f"# {title}\n\n{machine_line()}\n\n{table}")
+    figures = study.plot_study(rows, run_dir, title=title)
+    print(table)
+    print(f"run_dir  {run_dir}\nresults  {run_dir / study.RESULTS_CSV}")
+    for path in figures.values():
+        print(f"figure   {path}")
+    return 0
+
+
+def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "rlhf",
+        help="deep RLHF on continuous control: SAC learning from a reward net trained on synthetic preferences",
+        description=(
+            "Train SAC on a gymnasium continuous-control environment from a reward network learned from synthetic "
+            "preferences between fragments of its own episodes (drlhf, sobirl, stoc-sobirl), or on the true reward "
+            "(sac-true-reward). Settings: defaults < --config FILE < --set KEY=VALUE < the options below; every key "
+            "is a field of sobirl.rlhf.trainer.RLHFConfig. Writes config.yaml, metrics.csv, tensorboard/, "
+            "return.png and checkpoints/ to a new run directory OUTPUT_DIR/NAME-<timestamp>; --resume RUN_DIR "
+            "continues a killed run from its latest checkpoint."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("--config", type=Path, default=None, help="YAML file of config fields (e.g. configs/*.yaml)")
+    sub.add_argument("--env", default=argparse.SUPPRESS, help="gymnasium environment id (default: Pendulum-v1)")
+    sub.add_argument("--algo", default=argparse.SUPPRESS, help=f"one of: {', '.join(rlhf.ALGOS)} (default: sobirl)")
+    sub.add_argument("--total-steps", type=int, default=argparse.SUPPRESS, help="agent steps (default: 30000)")
+    sub.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of the whole run (default: 0)")
+    sub.add_argument("--device", default=argparse.SUPPRESS, help=f"one of: {', '.join(rlhf.DEVICES)} (default: auto)")
+    sub.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field (repeatable), e.g. --set reward_update_interval=2000; numbers, else YAML values",
+    )
+    sub.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue this run's latest checkpoint"
+    )
+    sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
+    sub.add_argument("--name", default=None, help="run name (default: rlhf-<env>-<algo>-seed<seed>)")
+    sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sub.set_defaults(handler=functools.partial(_run_rlhf, sub))
+
+
+def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    def fail(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    flags = {
+        name: getattr(args, name) for name in ("env", "algo", "total_steps", "seed", "device") if hasattr(args, name)
+    }
+    try:
+        if args.resume is not None:
+            given = [f"--{k.replace('_', '-')}" for k in flags] + ["--config"] * (args.config is not None)
+            if given or args.overrides:
+                fail(f"--resume continues the run's own config; drop {', '.join(given) or '--set'}")
+            run_dir = args.resume
+            trainer = rlhf.RLHFTrainer.resume(run_dir)
+        else:
+            config = rlhf.RLHFConfig() if args.config is None else rlhf.RLHFConfig.from_yaml(args.config)
+            config = config.replace(**{**_key_values(args.overrides, "--set"), **flags})
+            rlhf.check_device(config.device)  # a bad device or environment fails before the run directory exists
+            rlhf.make_env(config).close()
+            name = args.name or f"rlhf-{config.env}-{config.algo}-seed{config.seed}"
+            run_dir = create_run_dir(args.output_dir, name)
+            write_config(run_dir, {"experiment": "rlhf", **config.to_dict()}, command=command)
+            trainer = rlhf.RLHFTrainer(config, run_dir)
+    except gym_error.DependencyNotInstalled:  # gymnasium's own message names gymnasium's extra, not ours
+        fail('this environment needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"')
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+        fail(str(err).replace("\n", " "))
+
+    config = trainer.config
+    bar = tqdm(total=config.total_steps, initial=trainer.steps, desc=config.algo, unit="step", disable=args.no_progress)
+    try:
+        with bar:
+            trainer.run(on_steps=bar.update)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: {PROG} rlhf --resume {run_dir}", file=sys.stderr)
+        return 130
+    rows = rlhf.read_metrics(run_dir)
+    plot = plot_returns(rows, run_dir / rlhf.RETURN_PLOT, title=f"{config.algo} on {config.env}, seed {config.seed}")
+    paths = {
+        "run_dir": run_dir,
+        "config": run_dir / CONFIG_FILE,
+        "metrics": run_dir / METRICS_FILE,
+        "tensorboard": run_dir / TENSORBOARD_DIR,
+        "plot": plot,
+        "checkpoints": run_dir / rlhf.CHECKPOINT_DIR,
+    }
+    width = max(map(len, paths))
+    for key, path in paths.items():
+        print(f"{key:<{width}}  {path}")
+    last = rows[-1]
+    print(
+        f"{last['agent_steps']} agent steps: eval return {last['eval_return']:.4g}, "
+        f"train return {last['train_return']:.4g}, preference accuracy {last['preference_accuracy']:.3g}"
+    )
+    return 0

@@ -1,0 +1,677 @@
+"""Deep RLHF on continuous control: SAC, episode recording, fragment queries, synthetic labels and reward updates
+joined in one loop, into a run directory that can be resumed after a kill.
+
+The loop (:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
+
+- a reward update every ``reward_update_interval`` steps (not for ``sac-true-reward``): query the
+  :class:`QuerySchedule`'s new pairs from the recorded episodes, label them with the :class:`SyntheticLabeller`,
+  push them to the :class:`PreferenceDataset`, then train the :class:`RewardNet` with the algorithm's rule for
+  ``reward_epochs`` passes over the dataset (``initial_reward_epochs`` at the first update);
+- an evaluation every ``eval_interval`` steps and at the end: the deterministic policy's true return on a separate
+  environment, the preference accuracy of the reward net on fresh held-out pairs from the latest training
+  episodes, and one metrics row (:data:`METRIC_COLUMNS`);
+- a checkpoint every ``checkpoint_interval`` steps and at the end.
+
+Randomness: SAC seeds Python's, numpy's and torch's global generators with ``seed``; the fragment sampler, the
+labeller and the reward mini-batches draw from their own numpy generators spawned from ``seed``, and each
+evaluation from generators seeded by ``(seed, evaluation number)``, so the preference pipeline is reproducible
+given the seed and evaluations never move the training streams.
+
+Run directory (:data:`CHECKPOINT_DIR` and the files of :mod:`sobirl.experiments.rundir`)::
+
+    config.yaml  metrics.csv  tensorboard/  return.png
+    checkpoints/step-<N>/  sac.zip  replay_buffer.pkl  dataset.npz  state.pt
+
+A checkpoint is written under a temporary name and renamed when complete, so a kill never leaves a partial one;
+``state.pt`` holds the reward net, its optimiser and momentum, the episode recorder, the generators (global and
+own), the counters and the number of metrics rows logged. :meth:`RLHFTrainer.resume` loads the latest checkpoint,
+truncates ``metrics.csv`` to those rows (and TensorBoard to the same points) and continues. The episode
+running at the checkpoint cannot be restored (environments are not picklable in general): the resumed run starts a
+new episode, and the recorder drops the unfinished one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.logger import Logger
+from torch.utils.tensorboard import SummaryWriter
+
+from sobirl.agents import actor_sampler, make_sac, sac_temperature
+from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
+from sobirl.rlhf.fragments import sample_fragment_pairs
+from sobirl.rlhf.preference_model import preference_accuracy, preference_logits
+from sobirl.rlhf.preferences import PreferenceDataset, SyntheticLabeller
+from sobirl.rlhf.recording import RecordingCallback
+from sobirl.rlhf.reward_net import RewardNet
+from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
+from sobirl.rlhf.trajectories import EpisodeRecorder
+from sobirl.rlhf.updates import EXPLORATION_ESTIMATORS, PreferenceUpdate, StormMomentum
+from sobirl.validation import check_choice, check_int, check_range
+
+ALGOS = ("drlhf", "sobirl", "stoc-sobirl", "sac-true-reward")
+"""``drlhf``/``sobirl``: :class:`PreferenceUpdate` rules; ``stoc-sobirl``: ``sobirl`` with :class:`StormMomentum`;
+``sac-true-reward``: SAC on the environment's reward (no reward net, no preferences), the reference."""
+
+DEVICES = ("auto", "cpu", "cuda")
+"""Devices of SAC and the reward net."""
+
+METRIC_COLUMNS = (
+    "iteration",
+    "agent_steps",
+    "train_return",
+    "eval_return",
+    "preference_accuracy",
+    "reward_loss",
+    "exploration_norm",
+    "alpha",
+    "pairs",
+    "steps_per_s",
+    "wall_time",
+)
+"""Columns of ``metrics.csv``: the evaluation number, agent steps, the mean true return of the last
+``return_window`` training episodes, the deterministic policy's mean true return on the evaluation environment, the
+reward net's accuracy on held-out pairs, the mean preference cross-entropy and ``|exploration term|`` over the last
+reward update's batches, SAC's temperature, the pairs queried so far, agent steps per second since the previous row,
+and seconds since the run started (over resumes). Undefined values (no episode yet, ``sac-true-reward``) are NaN."""
+
+CHECKPOINT_DIR = "checkpoints"
+RETURN_PLOT = "return.png"
+_STATE = "state.pt"
+_SAC = "sac.zip"
+_REPLAY = "replay_buffer.pkl"
+_DATASET = "dataset.npz"
+_CONFIG_EXTRAS = ("experiment", "versions", "command_line")
+"""Keys of a run's ``config.yaml`` that are not :class:`RLHFConfig` fields, so that file works as ``--config``."""
+_EVAL_STREAM, _HELD_OUT_STREAM = 1, 2  # second entropy word of the per-evaluation generators
+
+
+@dataclass(frozen=True)
+class RLHFConfig:
+    """Everything a deep RLHF run depends on; validated at construction, round-trips through YAML.
+
+    Attributes:
+        env: gymnasium environment id with a 1-D Box observation and action space, e.g. Pendulum-v1, HalfCheetah-v5.
+        algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl with STORM momentum), sac-true-reward.
+        total_steps: agent (environment) steps of the run.
+        seed: seed of SAC, the environments, the reward net and the preference pipeline.
+        device: device of SAC and the reward net: auto, cpu or cuda.
+        threads: torch's CPU threads; None keeps torch's default (small networks run fastest on 1).
+        max_episode_steps: time limit of the environments; None keeps the environment's own.
+        fragment_length: steps per fragment of a preference pair.
+        total_pairs: preference pairs queried over the run.
+        initial_pairs: pairs queried at the first reward update.
+        schedule: query schedule, constant or hyperbolic.
+        hyperbolic_rate: k of the hyperbolic schedule (rate 1 / (1 + k x) at the fraction x of the run).
+        reward_update_interval: agent steps between reward updates.
+        reward_epochs: passes over the preference dataset per reward update.
+        initial_reward_epochs: passes at the first reward update (the seed authors train long on the first pairs).
+        reward_batch_size: preference pairs per reward mini-batch.
+        reward_lr: AdamW learning rate of the reward net.
+        reward_weight_decay: AdamW weight decay of the reward net.
+        reward_hidden: hidden widths of the reward net.
+        reward_normalize: normalise the reward net's output by its running statistics.
+        dataset_capacity: preference pairs kept (FIFO).
+        label_temperature: Bradley-Terry temperature of the synthetic labeller.
+        label_noise: probability that a synthetic label is replaced by a random one.
+        estimator: sobirl's exploration-term estimator, one-step or monte-carlo.
+        action_samples: actor actions per visited state for the exploration term's baseline.
+        exploration_warmup: agent steps before the exploration term is switched on.
+        storm_eta: STORM momentum weight in (0, 1] (stoc-sobirl).
+        clip: clamp of the relabelled rewards SAC learns from; None: no clamp.
+        recorder_steps: steps of recent training episodes kept to cut fragments from.
+        sac_learning_starts: agent steps of random actions before SAC trains.
+        sac_buffer_size: SAC's replay buffer size.
+        sac_batch_size: SAC's mini-batch size.
+        sac_learning_rate: SAC's learning rate.
+        sac_gamma: SAC's discount (also the monte-carlo estimator's).
+        sac_net_arch: hidden widths of SAC's actor and critics.
+        eval_interval: agent steps between evaluations (one metrics row each).
+        eval_episodes: episodes of the deterministic policy per evaluation.
+        held_out_pairs: fresh pairs per evaluation of the preference accuracy.
+        held_out_episodes: latest training episodes the held-out pairs are cut from.
+        return_window: latest training episodes averaged into train_return.
+        checkpoint_interval: agent steps between checkpoints.
+    """
+
+    env: str = "Pendulum-v1"
+    algo: str = "sobirl"
+    total_steps: int = 30_000
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    max_episode_steps: int | None = None
+    fragment_length: int = 25
+    total_pairs: int = 1000
+    initial_pairs: int = 200
+    schedule: str = "hyperbolic"
+    hyperbolic_rate: float = 1.0
+    reward_update_interval: int = 1000
+    reward_epochs: int = 1
+    initial_reward_epochs: int = 20
+    reward_batch_size: int = 64
+    reward_lr: float = 3e-4
+    reward_weight_decay: float = 0.01
+    reward_hidden: tuple[int, ...] = (256, 256)
+    reward_normalize: bool = True
+    dataset_capacity: int = 3000
+    label_temperature: float = 1.0
+    label_noise: float = 0.0
+    estimator: str = "one-step"
+    action_samples: int = 8
+    exploration_warmup: int = 0
+    storm_eta: float = 0.5
+    clip: float | None = 1.0
+    recorder_steps: int = 20_000
+    sac_learning_starts: int = 1000
+    sac_buffer_size: int = 100_000
+    sac_batch_size: int = 256
+    sac_learning_rate: float = 3e-4
+    sac_gamma: float = 0.99
+    sac_net_arch: tuple[int, ...] = (256, 256)
+    eval_interval: int = 1000
+    eval_episodes: int = 3
+    held_out_pairs: int = 200
+    held_out_episodes: int = 5
+    return_window: int = 10
+    checkpoint_interval: int = 5000
+
+    def __post_init__(self) -> None:
+        for name in ("reward_hidden", "sac_net_arch"):  # YAML gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not isinstance(self.env, str) or not self.env:
+            raise ValueError(f"env must be a gymnasium environment id, got {self.env!r}")
+        check_choice("algo", self.algo, ALGOS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("estimator", self.estimator, EXPLORATION_ESTIMATORS)
+        check_int("seed", self.seed)
+        for name in (
+            "total_steps",
+            "fragment_length",
+            "total_pairs",
+            "reward_update_interval",
+            "reward_epochs",
+            "initial_reward_epochs",
+            "reward_batch_size",
+            "dataset_capacity",
+            "action_samples",
+            "recorder_steps",
+            "sac_buffer_size",
+            "sac_batch_size",
+            "eval_interval",
+            "eval_episodes",
+            "held_out_pairs",
+            "held_out_episodes",
+            "return_window",
+            "checkpoint_interval",
+        ):
+            check_int(name, getattr(self, name), low=1)
+        for name in ("initial_pairs", "exploration_warmup", "sac_learning_starts"):
+            check_int(name, getattr(self, name))
+        for name in ("threads", "max_episode_steps"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low=1)
+        for i, width in enumerate((*self.reward_hidden, *self.sac_net_arch)):
+            check_int(f"hidden width {i}", width, low=1)
+        check_range("hyperbolic_rate", self.hyperbolic_rate, low=0.0, low_open=True)
+        check_range("reward_lr", self.reward_lr, low=0.0, low_open=True)
+        check_range("reward_weight_decay", self.reward_weight_decay, low=0.0)
+        check_range("label_temperature", self.label_temperature, low=0.0, low_open=True)
+        check_range("label_noise", self.label_noise, low=0.0, high=1.0)
+        check_range("storm_eta", self.storm_eta, low=0.0, high=1.0, low_open=True)
+        check_range("sac_learning_rate", self.sac_learning_rate, low=0.0, low_open=True)
+        check_range("sac_gamma", self.sac_gamma, low=0.0, high=1.0)
+        if self.clip is not None:
+            check_range("clip", self.clip, low=0.0, low_open=True)
+        if not isinstance(self.reward_normalize, bool):
+            raise TypeError(f"reward_normalize must be true or false, got {self.reward_normalize!r}")
+        self.schedule_for()  # initial_pairs <= total_pairs
+
+    def schedule_for(self) -> QuerySchedule:
+        """The query schedule of the run."""
+        return QuerySchedule(
+            total_pairs=self.total_pairs,
+            total_steps=self.total_steps,
+            initial_pairs=self.initial_pairs,
+            kind=self.schedule,
+            hyperbolic_rate=self.hyperbolic_rate,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain YAML values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RLHFConfig:
+        """A config from field values (missing ones take their defaults); a run's ``config.yaml`` extras are
+        ignored. Raises ``ValueError`` naming unknown keys and listing the valid ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names and k not in _CONFIG_EXTRAS]
+        if unknown:
+            raise ValueError(f"unknown config keys {', '.join(map(str, unknown))}; valid: {', '.join(names)}")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> RLHFConfig:
+        """The config in a YAML mapping file (:meth:`from_dict`)."""
+        with open(path) as fh:
+            values = yaml.safe_load(fh) or {}
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{path} must hold a YAML mapping of config fields, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> RLHFConfig:
+        """A validated copy with ``changes`` applied (unknown keys rejected as in :meth:`from_dict`)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+def make_env(config: RLHFConfig) -> gym.Env:
+    """The environment of ``config``, with its time limit override; checks the spaces SAC and the reward net need.
+
+    Raises:
+        gymnasium.error.DependencyNotInstalled: the environment needs an uninstalled extra (MuJoCo).
+        ValueError: unknown environment id (gymnasium's message, with its suggestion), or a space that is not a
+            1-D Box, naming the fix.
+    """
+    try:
+        env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
+    except gym.error.DependencyNotInstalled:  # a subclass of gym.error.Error: the caller names the extra
+        raise
+    except gym.error.Error as err:
+        raise ValueError(
+            f"unknown env {config.env!r}: {err} (registered ids: gymnasium.pprint_registry(); e.g. Pendulum-v1, "
+            "HalfCheetah-v5)"
+        ) from err
+    for name in ("action_space", "observation_space"):
+        space = getattr(env, name)
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+            env.close()
+            raise ValueError(
+                f"env {config.env!r} has {name} {space}; deep RLHF needs 1-D Box observations and actions "
+                "(continuous control, e.g. Pendulum-v1, HalfCheetah-v5)"
+            )
+    return env
+
+
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` with the fix when ``device`` is ``cuda`` and torch sees no CUDA device."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device auto or cpu")
+
+
+@dataclass
+class _Progress:
+    """The counters a checkpoint carries besides the objects."""
+
+    queried: int = 0
+    reward_updates: int = 0
+    rows: int = 0
+    reward_loss: float = math.nan
+    exploration_norm: float = math.nan
+    wall_time: float = 0.0
+    row_steps: int = 0
+    row_wall_time: float = 0.0
+
+
+class RLHFTrainer:
+    """A deep RLHF run in ``run_dir`` (module docstring): build with a config, or :meth:`resume` a killed run.
+
+    Args:
+        config: the run's config.
+        run_dir: an existing directory; ``metrics.csv`` must not exist in it yet (write ``config.yaml`` first, e.g.
+            with :func:`sobirl.experiments.write_config`).
+    """
+
+    def __init__(self, config: RLHFConfig, run_dir: str | os.PathLike[str]) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        check_device(config.device)
+        self.env = make_env(config)
+        self.eval_env = make_env(config)
+        self.schedule = config.schedule_for()
+        self.update = PreferenceUpdate(
+            rule="drlhf" if config.algo == "drlhf" else "sobirl",
+            estimator=config.estimator,
+            action_samples=config.action_samples,
+            gamma=config.sac_gamma,
+            exploration_warmup=config.exploration_warmup,
+        )
+        fragments, labels, batches = np.random.SeedSequence(config.seed).spawn(3)
+        self.fragment_rng = np.random.default_rng(fragments)
+        self.batch_rng = np.random.default_rng(batches)
+        self.labeller = SyntheticLabeller(
+            temperature=config.label_temperature, noise=config.label_noise, generator=np.random.default_rng(labels)
+        )
+        self.dataset = PreferenceDataset(config.dataset_capacity)
+        self.recorder = EpisodeRecorder(1, max_steps=config.recorder_steps)
+        self.state = _Progress()
+        self.reward_net: RewardNet | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.storm: StormMomentum | None = None
+        sac_kwargs = self._sac_kwargs()
+        if config.algo == "sac-true-reward":
+            self.model = SAC("MlpPolicy", self.env, seed=config.seed, device=config.device, **sac_kwargs)
+        else:
+            self.reward_net = RewardNet.from_spaces(
+                self.env.observation_space,
+                self.env.action_space,
+                hidden=config.reward_hidden,
+                normalize_output=config.reward_normalize,
+                seed=config.seed,
+            )
+            self.model = make_sac(
+                self.env, self.reward_net, seed=config.seed, device=config.device, clip=config.clip, **sac_kwargs
+            )
+            self.reward_net.to(self.model.device)
+            self.optimizer = torch.optim.AdamW(
+                self.reward_net.parameters(), lr=config.reward_lr, weight_decay=config.reward_weight_decay
+            )
+            if config.algo == "stoc-sobirl":
+                self.storm = StormMomentum(self.reward_net.parameters(), eta=config.storm_eta)
+        self._silence_sb3_logger()
+        self._fresh = True  # the first learn() call resets the environment
+
+    def _sac_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return dict(
+            learning_starts=c.sac_learning_starts,
+            buffer_size=c.sac_buffer_size,
+            batch_size=c.sac_batch_size,
+            learning_rate=c.sac_learning_rate,
+            gamma=c.sac_gamma,
+            policy_kwargs=dict(net_arch=list(c.sac_net_arch)),
+        )
+
+    def _silence_sb3_logger(self) -> None:
+        """SB3's own logger writes nothing (the run's metrics go to ``metrics.csv``); without one it would create a
+        temporary folder at every ``learn``."""
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
+
+    @property
+    def steps(self) -> int:
+        """Agent steps so far."""
+        return int(self.model.num_timesteps)
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+
+    def run(self, on_steps: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+        """Train to ``total_steps``; return the metrics rows logged by this call.
+
+        Args:
+            on_steps: called with the agent steps of every finished chunk (e.g. a progress bar's ``update``).
+        """
+        c = self.config
+        logged: list[dict[str, float]] = []
+        callback = RecordingCallback(self.recorder)
+        start = time.perf_counter() - self.state.wall_time
+        with self._open_metrics() as logger:
+            while self.steps < c.total_steps:
+                target = min(self._next(c.reward_update_interval), self._next(c.eval_interval), c.total_steps)
+                target = min(target, self._next(c.checkpoint_interval))
+                before = self.steps
+                self.model.learn(target - before, callback=callback, reset_num_timesteps=self._fresh)
+                self._fresh = False
+                if on_steps is not None:
+                    on_steps(self.steps - before)
+                if self.reward_net is not None and self.steps % c.reward_update_interval == 0:
+                    self._reward_update()
+                self.state.wall_time = time.perf_counter() - start
+                if self.steps % c.eval_interval == 0 or self.steps == c.total_steps:
+                    row = self._evaluate()
+                    logger.log(row)
+                    logged.append(row)
+                    self.state.rows += 1
+                if self.steps % c.checkpoint_interval == 0 or self.steps == c.total_steps:
+                    self.save_checkpoint()
+        return logged
+
+    def _next(self, interval: int) -> int:
+        """The first multiple of ``interval`` after the current step."""
+        return (self.steps // interval + 1) * interval
+
+    def _reward_update(self) -> None:
+        """Query the schedule's new pairs, then train the reward net over the dataset (module docstring)."""
+        assert self.reward_net is not None and self.optimizer is not None
+        c, steps = self.config, self.steps
+        new = self.schedule.pairs_to_query(steps, self.state.queried)
+        eligible = any(len(t) >= c.fragment_length for t in self.recorder.trajectories)
+        if new and eligible:
+            pairs = sample_fragment_pairs(self.recorder.trajectories, new, c.fragment_length, self.fragment_rng)
+            self.dataset.push(pairs, self.labeller(pairs))
+            self.state.queried += new
+        if not len(self.dataset):
+            return  # no finished episode long enough yet
+        epochs = c.initial_reward_epochs if self.state.reward_updates == 0 else c.reward_epochs
+        batch = min(c.reward_batch_size, len(self.dataset))
+        param = next(self.reward_net.parameters())
+        sampler, alpha = actor_sampler(self.model), sac_temperature(self.model)
+        losses, explorations = [], []
+        self.reward_net.train()
+        for _ in range(epochs * math.ceil(len(self.dataset) / batch)):
+            pairs, labels = self.dataset.sample(batch, self.batch_rng)
+            obs, act, y = (
+                torch.as_tensor(a, dtype=param.dtype, device=param.device)
+                for a in (pairs.observations, pairs.actions, labels)
+            )
+            explores = self.update.explores(steps)
+            policy_actions = self.update.policy_actions(sampler, obs) if explores else None
+
+            def surrogate(obs=obs, act=act, y=y, policy_actions=policy_actions):  # binds this batch
+                return self.update.surrogate(
+                    self.reward_net, obs, act, y, agent_steps=steps, alpha=alpha, policy_actions=policy_actions
+                )
+
+            self.optimizer.zero_grad()
+            if self.storm is None:
+                out = surrogate()
+                out.loss.backward()
+            else:
+                evaluations = []
+
+                def closure(evaluations=evaluations, surrogate=surrogate):
+                    evaluations.append(surrogate())
+                    return evaluations[-1].loss
+
+                self.storm.step(closure)
+                out = evaluations[0]  # the surrogate at the current parameters
+            self.optimizer.step()
+            losses.append(out.cross_entropy)
+            explorations.append(abs(out.exploration))
+        self.state.reward_updates += 1
+        self.state.reward_loss = float(np.mean(losses))
+        self.state.exploration_norm = float(np.mean(explorations))
+
+    def _evaluate(self) -> dict[str, float]:
+        """One metrics row (:data:`METRIC_COLUMNS`) at the current step."""
+        c, s = self.config, self.state
+        k = s.rows + 1
+        episodes = self.recorder.trajectories
+        recent = episodes[-c.return_window :]
+        train_return = float(np.mean([t.true_return() for t in recent])) if recent else math.nan
+        steps_per_s = (self.steps - s.row_steps) / max(s.wall_time - s.row_wall_time, 1e-9)
+        s.row_steps, s.row_wall_time = self.steps, s.wall_time
+        return {
+            "iteration": k,
+            "agent_steps": self.steps,
+            "train_return": train_return,
+            "eval_return": self._eval_return(np.random.SeedSequence([c.seed, _EVAL_STREAM, k])),
+            "preference_accuracy": self._held_out_accuracy(np.random.default_rng([c.seed, _HELD_OUT_STREAM, k])),
+            "reward_loss": s.reward_loss,
+            "exploration_norm": s.exploration_norm,
+            "alpha": sac_temperature(self.model),
+            "pairs": s.queried,
+            "steps_per_s": steps_per_s,
+            "wall_time": s.wall_time,
+        }
+
+    def _eval_return(self, seeds: np.random.SeedSequence) -> float:
+        """The deterministic policy's mean true return over ``eval_episodes`` episodes of the evaluation env."""
+        returns = []
+        for child in seeds.spawn(self.config.eval_episodes):
+            obs, _ = self.eval_env.reset(seed=int(child.generate_state(1)[0]))
+            total, done = 0.0, False
+            while not done:
+                action, _ = self.model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = self.eval_env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        return float(np.mean(returns))
+
+    def _held_out_accuracy(self, rng: np.random.Generator) -> float:
+        """The reward net's agreement with the labeller's preferred fragment on fresh pairs cut from the latest
+        ``held_out_episodes`` training episodes (NaN without a reward net or a long enough episode)."""
+        c = self.config
+        recent = [t for t in self.recorder.trajectories[-c.held_out_episodes :] if len(t) >= c.fragment_length]
+        if self.reward_net is None or not recent:
+            return math.nan
+        pairs = sample_fragment_pairs(recent, c.held_out_pairs, c.fragment_length, rng)
+        param = next(self.reward_net.parameters())
+        obs, act = (
+            torch.as_tensor(a, dtype=param.dtype, device=param.device) for a in (pairs.observations, pairs.actions)
+        )
+        self.reward_net.eval()  # frozen output statistics
+        with torch.no_grad():
+            logits = preference_logits(self.reward_net, obs, act)
+        probabilities = torch.as_tensor(self.labeller.probabilities(pairs), device=logits.device)
+        return preference_accuracy(logits, probabilities)
+
+    # ---- run directory, checkpoints, resume -----------------------------------------------------------------
+
+    def _open_metrics(self) -> MetricsLogger:
+        """A logger appending to ``metrics.csv`` after the ``state.rows`` rows of the last checkpoint."""
+        path = self.run_dir / METRICS_FILE
+        if not path.exists():
+            return MetricsLogger(self.run_dir)
+        kept = read_metrics(self.run_dir)[: self.state.rows]
+        # TensorBoard drops every earlier point (the killed run's, some logged after its checkpoint); the kept rows
+        # are logged again below
+        SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=0).close()
+        path.unlink()
+        logger = MetricsLogger(self.run_dir)
+        for row in kept:
+            logger.log(row)
+        return logger
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step-<N>`` atomically (module docstring) and remove the older checkpoints."""
+        root = self.run_dir / CHECKPOINT_DIR
+        root.mkdir(exist_ok=True)
+        final = root / f"step-{self.steps}"
+        tmp = root / f".tmp-step-{self.steps}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        # the reward net pickles inside the replay buffer kwargs; it is saved (once) in state.pt instead
+        self.model.save(tmp / _SAC, exclude=["replay_buffer_kwargs"])
+        self.model.save_replay_buffer(tmp / _REPLAY)
+        self.dataset.save(tmp / _DATASET)
+        state = {
+            # one pickle keeps the optimiser's and the momentum's references to the net's parameters
+            "reward_net": self.reward_net,
+            "optimizer": self.optimizer,
+            "storm": self.storm,
+            "recorder": self.recorder,
+            "progress": dataclasses.asdict(self.state),
+            "generators": {
+                "fragments": self.fragment_rng.bit_generator.state,
+                "batches": self.batch_rng.bit_generator.state,
+                "labels": self.labeller.generator.bit_generator.state,
+            },
+            "global_rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),  # noqa: NPY002  (SB3's buffer sampling)
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+        torch.save(state, tmp / _STATE)
+        os.replace(tmp, final)  # atomic: a checkpoint directory exists only once complete
+        for old in root.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike[str]) -> RLHFTrainer:
+        """The run in ``run_dir`` at its latest complete checkpoint, ready to :meth:`run` on.
+
+        Raises:
+            FileNotFoundError: ``run_dir`` has no ``config.yaml`` or no complete checkpoint.
+        """
+        run_dir = Path(run_dir)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{run_dir} is not an rlhf run directory (no {CONFIG_FILE})")
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/ to resume from")
+        trainer = cls(RLHFConfig.from_yaml(run_dir / CONFIG_FILE), run_dir)
+        state = torch.load(checkpoint / _STATE, map_location=trainer.model.device, weights_only=False)
+        net = state["reward_net"]
+        buffer_kwargs = {} if net is None else {"replay_buffer_kwargs": {"reward_fn": net, "clip": trainer.config.clip}}
+        trainer.model = SAC.load(checkpoint / _SAC, env=trainer.env, device=trainer.config.device, **buffer_kwargs)
+        trainer.model.load_replay_buffer(checkpoint / _REPLAY)
+        if net is not None:
+            trainer.model.replay_buffer.reward_fn = net  # the pickled buffer carries a copy
+        trainer._silence_sb3_logger()
+        trainer.reward_net, trainer.optimizer, trainer.storm = net, state["optimizer"], state["storm"]
+        trainer.recorder = state["recorder"]
+        trainer.recorder._lengths[:] = 0  # the unfinished episode cannot continue (module docstring)
+        trainer.dataset = PreferenceDataset.load(checkpoint / _DATASET)
+        trainer.state = _Progress(**state["progress"])
+        for rng, key in (
+            (trainer.fragment_rng, "fragments"),
+            (trainer.batch_rng, "batches"),
+            (trainer.labeller.generator, "labels"),
+        ):
+            rng.bit_generator.state = state["generators"][key]
+        # restored after SAC.load, which reseeds the global generators
+        rngs = state["global_rng"]
+        random.setstate(rngs["python"])
+        np.random.set_state(rngs["numpy"])  # noqa: NPY002
+        torch.set_rng_state(rngs["torch"])
+        if rngs["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rngs["cuda"])
+        trainer.model.get_env().seed(trainer.config.seed + trainer.steps)  # the new episode's start, reproducibly
+        trainer._fresh = False
+        return trainer
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The complete checkpoint of ``run_dir`` with the most agent steps, or None."""
+    found = [p for p in (Path(run_dir) / CHECKPOINT_DIR).glob("step-*") if p.is_dir() and (p / _STATE).is_file()]
+    return max(found, key=lambda p: int(p.name.removeprefix("step-")), default=None)
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of ``run_dir/metrics.csv`` as numbers (empty cells: NaN)."""
+    with open(Path(run_dir) / METRICS_FILE, newline="") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _number(text: str) -> float:
+    """A metrics cell read back: an int where it was written as one, else a float (empty: NaN)."""
+    if not text:
+        return math.nan
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

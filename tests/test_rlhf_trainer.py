@@ -1,0 +1,209 @@
+"""The deep RLHF trainer and ``sobirl rlhf`` at smoke scale: run directories, configs, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sobirl.cli import main
+from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+# 50-step Pendulum episodes, tiny networks: a reward update and an evaluation every 100 agent steps
+SMOKE = dict(
+    device="cpu",
+    threads=1,
+    max_episode_steps=50,
+    total_pairs=40,
+    initial_pairs=10,
+    reward_update_interval=100,
+    initial_reward_epochs=2,
+    reward_batch_size=16,
+    reward_hidden=[32, 32],
+    action_samples=2,
+    sac_learning_starts=100,
+    sac_buffer_size=2000,
+    sac_batch_size=32,
+    sac_net_arch=[32, 32],
+    eval_interval=100,
+    eval_episodes=1,
+    held_out_pairs=50,
+    checkpoint_interval=200,
+)
+
+
+def smoke_args(**changes: object) -> list[str]:
+    return [arg for key, value in {**SMOKE, **changes}.items() for arg in ("--set", f"{key}={value}")]
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = root.iterdir()
+    return run_dir
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
+    status = main(
+        ["rlhf", "--algo", algo, "--total-steps", "300", "--output-dir", str(tmp_path), "--no-progress", *smoke_args()]
+    )
+    assert status == 0
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith(f"rlhf-Pendulum-v1-{algo}-seed0-")
+    for name in ("config.yaml", "metrics.csv", "return.png", "tensorboard"):
+        assert (run_dir / name).exists(), name
+    assert latest_checkpoint(run_dir).name == "step-300"
+    assert RLHFConfig.from_yaml(run_dir / "config.yaml") == RLHFConfig(algo=algo, total_steps=300, **SMOKE)
+
+    rows = read_metrics(run_dir)
+    assert list(rows[0]) == list(METRIC_COLUMNS)
+    assert [r["agent_steps"] for r in rows] == [100, 200, 300] and [r["iteration"] for r in rows] == [1, 2, 3]
+    for row in rows:  # 50-step Pendulum episodes return between -16.3 * 50 and 0
+        assert -16.3 * 50 <= row["train_return"] <= 0 and -16.3 * 50 <= row["eval_return"] <= 0
+        assert 0 < row["alpha"] <= 1 and row["steps_per_s"] > 0 and row["wall_time"] > 0
+    assert rows[0]["alpha"] == 1.0 and rows[-1]["alpha"] < 1.0  # SAC trains after 100 steps
+    learned = ["preference_accuracy", "reward_loss", "exploration_norm"]
+    if algo == "sac-true-reward":
+        assert all(math.isnan(r[k]) for r in rows for k in learned) and [r["pairs"] for r in rows] == [0, 0, 0]
+        return
+    # the hyperbolic schedule: 10 initial pairs + floor(30 log(1 + x) / log 2) at x = 1/3, 2/3, 1
+    assert [r["pairs"] for r in rows] == [22, 32, 40]
+    for row in rows:
+        assert 0 <= row["preference_accuracy"] <= 1 and 0 < row["reward_loss"] < 10
+        assert (row["exploration_norm"] == 0) == (algo == "drlhf")
+
+
+def test_config_file_with_overrides_and_yaml_round_trip(tmp_path, capsys):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump({**SMOKE, "algo": "drlhf", "seed": 5, "total_pairs": 30}))
+    out = tmp_path / "runs"
+    argv = ["rlhf", "--config", str(config_file), "--seed", "2", "--total-steps", "100", "--output-dir", str(out)]
+    assert main([*argv, "--set", "label_noise=0.1", "--set", "seed=9", "--no-progress"]) == 0  # --seed wins
+    run_dir = only_run_dir(out)
+    expected = RLHFConfig(**{**SMOKE, "algo": "drlhf", "total_pairs": 30}, seed=2, total_steps=100, label_noise=0.1)
+    written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert written["experiment"] == "rlhf" and "rlhf --config" in written["command_line"]
+    assert RLHFConfig.from_yaml(run_dir / "config.yaml") == expected
+    assert RLHFConfig.from_dict(expected.to_dict()) == expected
+    assert [r["agent_steps"] for r in read_metrics(run_dir)] == [100]
+
+
+@pytest.mark.parametrize("name", ["pendulum-cpu", "halfcheetah-cpu", "halfcheetah-paper"])
+def test_shipped_configs_load(name):
+    config = RLHFConfig.from_yaml(REPO / "configs" / f"{name}.yaml")
+    assert config.total_steps == {"pendulum-cpu": 30_000, "halfcheetah-cpu": 100_000}.get(name, 1_000_000)
+
+
+def collect_dataset(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    run_dir = tmp_path / f"seed{seed}-{len(list(tmp_path.iterdir()))}"
+    run_dir.mkdir()
+    config = RLHFConfig(**{**SMOKE, "total_steps": 200, "checkpoint_interval": 1000, "algo": "sobirl", "seed": seed})
+    trainer = RLHFTrainer(config, run_dir)
+    trainer.run()
+    pairs, labels = trainer.dataset.contents()
+    return pairs.observations, labels
+
+
+def test_preference_pipeline_is_determined_by_the_seed(tmp_path):
+    obs, labels = collect_dataset(tmp_path, seed=0)
+    assert obs.shape == (40, 2, 25, 3) and labels.shape == (40,)  # total_pairs by the last step
+    again_obs, again_labels = collect_dataset(tmp_path, seed=0)
+    np.testing.assert_array_equal(obs, again_obs)
+    np.testing.assert_array_equal(labels, again_labels)
+    other_obs, _ = collect_dataset(tmp_path, seed=1)
+    assert not np.array_equal(obs, other_obs)
+
+
+def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["rlhf", "--algo", "stoc-sobirl", "--total-steps", "600", "--output-dir", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "sobirl", *argv, *smoke_args()], env=env, stderr=subprocess.PIPE)
+    try:
+        # kill after the checkpoint at 200 and the row at 300, before the checkpoint at 400
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            dirs = list(out.glob("*/metrics.csv"))
+            if dirs and len(dirs[0].read_text().splitlines()) >= 4:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    run_dir = only_run_dir(out)
+    assert latest_checkpoint(run_dir).name == "step-200"
+    assert [r["agent_steps"] for r in read_metrics(run_dir)][:3] == [100, 200, 300]
+
+    assert main(["rlhf", "--resume", str(run_dir), "--no-progress"]) == 0
+    rows = read_metrics(run_dir)
+    assert [r["agent_steps"] for r in rows] == [100, 200, 300, 400, 500, 600]
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["pairs"] for r in rows] == sorted(r["pairs"] for r in rows) and rows[-1]["pairs"] == 40
+    assert latest_checkpoint(run_dir).name == "step-600" and (run_dir / "return.png").exists()
+    events = EventAccumulator(str(run_dir / "tensorboard"))  # the killed run's points are purged, the kept re-logged
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("agent_steps")] == [(k, 100.0 * k) for k in range(1, 7)]
+    # resuming a finished run changes nothing
+    assert main(["rlhf", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert read_metrics(run_dir) == rows
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algo", "pbrl-x"], "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, sac-true-reward"),
+        (["--env", "Pendulm-v1"], "Did you mean: `Pendulum`?"),
+        (["--env", "CartPole-v1"], "needs 1-D Box observations and actions"),
+        (["--total-steps", "0"], "total_steps must be an integer >= 1, got 0"),
+        (["--set", "rewrd_lr=0.1"], "unknown config keys rewrd_lr; valid: env, algo"),
+        (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
+        pytest.param(
+            ["--device", "cuda"],
+            "torch sees no CUDA device; use --device auto or cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
+    ],
+)
+def test_bad_input_fails_with_one_line_and_no_run_directory(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["rlhf", "--output-dir", str(tmp_path / "runs"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sobirl rlhf: error: ") and message in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is not None, reason="MuJoCo is installed")
+def test_missing_mujoco_names_the_extra(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["rlhf", "--env", "HalfCheetah-v5", "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and 'pip install "sobirl[mujoco]"' in err
+
+
+def test_resume_needs_a_checkpoint_and_its_own_config(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(RLHFConfig(**SMOKE).to_dict()))
+    for argv, message in (
+        (["--resume", str(run_dir)], f"{run_dir} has no complete checkpoint in checkpoints/"),
+        (["--resume", str(tmp_path)], f"{tmp_path} is not an rlhf run directory (no config.yaml)"),
+        (["--resume", str(run_dir), "--seed", "1"], "--resume continues the run's own config; drop --seed"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(["rlhf", *argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err
