@@ -35,7 +35,6 @@ the machine line and the table to PATH.
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ from typing import TypeVar
 import torch
 
 from sobirl.problems.gridworld import gridworld_problem
-from sobirl.profiling import PeakMemory, machine_line
+from sobirl.profiling import PeakMemory, command_line, machine_line, write_report
 from sobirl.tabular import (
     BilevelProblem,
     TabularMDP,
@@ -299,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"only problems with S <= {QUICK_MAX_STATES}")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    command = command_line(argv)
 
     machine = machine_line()
     print(machine, flush=True)
@@ -312,8 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary(rows))
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Command: `{command}`\n\n{machine}\n\n{text}\n\n{summary(rows)}\n")
+        write_report(args.markdown, command, [machine, text, summary(rows)])
     return 0
 
 

@@ -72,7 +72,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -90,11 +89,12 @@ from sobirl.algorithms.parl import parl_gradient
 from sobirl.algorithms.pbrl import PBRL, PBRLConfig
 from sobirl.algorithms.zero_order import zero_order_gradient
 from sobirl.problems.gridworld import gridworld_problem
+from sobirl.profiling import command_line, machine_line, write_report
 from sobirl.tabular import BilevelProblem, LeaderValue, SoftSolution, TabularMDP, hypergradient, lower_level
 from sobirl.tabular.mdp import DTYPE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hypergradient import ONCE_ABOVE_STATES, Phase, machine_line, measure, warm_up
+from hypergradient import ONCE_ABOVE_STATES, Phase, measure, warm_up
 
 GRID_SIDES = (3, 10, 32, 100, 316)
 QUICK_MAX_STATES = 1024
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"only S <= {QUICK_MAX_STATES:,}, shorter budgets")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    command = command_line(argv)
     budgets = QUICK_BUDGETS if args.quick else FULL_BUDGETS
 
     machine = machine_line()
@@ -629,8 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\nTotal {elapsed:.0f} s.")
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Command: `{command}` ({elapsed:.0f} s)\n\n{machine}\n\n{text}\n")
+        write_report(args.markdown, command, [machine, text], elapsed)
     return 0
 
 

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -73,7 +72,7 @@ import torch
 
 from sobirl.algorithms import resolve_config, solve
 from sobirl.problems import four_rooms, tabular_rlhf
-from sobirl.profiling import machine_line
+from sobirl.profiling import command_line, machine_line
 from sobirl.tabular import BilevelProblem
 
 QUICK_ITERATIONS = {"four-rooms": 6, "tabular-rlhf": 30}
@@ -411,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes for the runs (default 1)")
     parser.add_argument("--markdown", metavar="PATH", help="also write the command, machine line and tables here")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    command = command_line(argv)
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     if seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be >= 1")

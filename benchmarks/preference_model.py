@@ -27,7 +27,6 @@ difference of their losses and gradients is printed to stderr (float32 rounding)
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from sobirl.profiling import machine_line
+from sobirl.profiling import command_line, machine_line, write_report
 from sobirl.rlhf import RewardNet, preference_logits, preference_loss
 
 N_PAIRS = 64
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    command = command_line(argv)
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -195,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary(rows))
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Command: `{command}` ({elapsed:.0f} s)\n\n{machine}\n\n{text}\n\n{summary(rows)}\n")
+        write_report(args.markdown, command, [machine, text, summary(rows)], elapsed)
     return 0
 
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import shlex
 import statistics
 import sys
 import time
@@ -61,7 +60,7 @@ import torch
 
 from sobirl.envs import TabularEnv, sample_trajectories
 from sobirl.problems.gridworld import gridworld_mdp
-from sobirl.profiling import machine_line
+from sobirl.profiling import command_line, machine_line, write_report
 from sobirl.tabular import TabularMDP
 
 N_TRAJECTORIES = 10_000
@@ -345,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=THREADS, help=f"torch threads for the batched sampler (default {THREADS})"
     )
     args = parser.parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", sys.argv[0], *argv])
+    command = command_line(argv)
 
     torch.set_num_threads(args.threads)
     machine = machine_line()
@@ -367,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary(rows))
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Command: `{command}` ({elapsed:.0f} s)\n\n{machine}\n\n{text}\n\n{summary(rows)}\n")
+        write_report(args.markdown, command, [machine, text, summary(rows)], elapsed)
     return 0
 
 

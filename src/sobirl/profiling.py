@@ -7,6 +7,7 @@ import ctypes.util
 import gc
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -86,3 +87,16 @@ def machine_line() -> str:
         f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, numpy {np.__version__}, "
         f"Python {platform.python_version()}."
     )
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command that ran a benchmark script, for its report: ``python script.py ARGS``."""
+    return shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", sys.argv[0], *argv])
+
+
+def write_report(path: Path, command: str, sections: list[str], seconds: float | None = None) -> None:
+    """Write a benchmark's markdown report: the command (and its wall time), then ``sections`` (the machine line,
+    tables, summaries), separated by blank lines; creates the parent directory."""
+    timing = "" if seconds is None else f" ({seconds:.0f} s)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join([f"Command: `{command}`{timing}", *sections]) + "\n")
