@@ -145,8 +145,15 @@ def test_dataset_sample_draws_distinct_pairs_reproducibly():
     assert len(set(k.tolist())) == 7 and pairs.observations.shape == (7, 2, 4, 3)
     np.testing.assert_allclose(labels * 100, k, atol=1e-12)
     np.testing.assert_array_equal(again.true_rewards, pairs.true_rewards)
-    with pytest.raises(ValueError, match=r"batch_size must be at most the number of pairs kept \(10\), got 11"):
+    with pytest.raises(ValueError, match=r"batch_size must be at most the number of pairs drawn from \(10\), got 11"):
         data.sample(11, np.random.default_rng(0))
+    newest, _ = data.sample(3, np.random.default_rng(1), newest=3)  # pairs 7, 8, 9: the last pushed
+    assert sorted((newest.true_rewards[:, 0, 0]).tolist()) == [7.0, 8.0, 9.0]
+    assert set(data.sample(4, np.random.default_rng(2), newest=5)[0].true_rewards[:, 0, 0].tolist()) <= {5, 6, 7, 8, 9}
+    with pytest.raises(ValueError, match=r"at most the number of pairs drawn from \(3\), got 4"):
+        data.sample(4, np.random.default_rng(0), newest=3)
+    with pytest.raises(ValueError, match="newest must be an integer >= 1, got 0"):
+        data.sample(1, np.random.default_rng(0), newest=0)
 
 
 def test_dataset_rejects_mismatched_pushes():

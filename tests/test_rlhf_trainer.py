@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import signal
@@ -11,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -18,6 +18,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sobirl.cli import main
+from sobirl.rlhf import trainer as trainer_module
 from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,35 @@ def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
     for row in rows:
         assert 0 <= row["preference_accuracy"] <= 1 and 0 < row["reward_loss"] < 10
         assert (row["exploration_norm"] == 0) == (algo == "drlhf")
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algo_runs_on_a_tiny_halfcheetah(algo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = RLHFConfig(**{**SMOKE, "env": "HalfCheetah-v5", "algo": algo, "total_steps": 200})
+    trainer = RLHFTrainer(config, tmp_path)
+    rows = trainer.run()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's warnings go to Python's warnings
+    assert trainer.steps == 200 and [r["agent_steps"] for r in rows] == [100, 200]
+    assert all(math.isfinite(r["eval_return"]) and math.isfinite(r["train_return"]) for r in rows)
+    if algo != "sac-true-reward":
+        assert trainer.dataset.contents()[0].observations.shape[2:] == (25, 17)  # HalfCheetah's 17-D observations
+        assert 0 <= rows[-1]["preference_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("algo", ["sobirl", "hpgd", "pbrl"])
+def test_second_term_on_the_newest_pairs(algo, tmp_path):
+    """exploration_pairs: the second term is on, on a batch of the newest pairs; it differs from the same-batch run."""
+    nets = []
+    for exploration_pairs in (None, 12):
+        changes = {"algo": algo, "total_steps": 200, "exploration_pairs": exploration_pairs, "grad_clip": 5.0}
+        run_dir = tmp_path / str(exploration_pairs)
+        run_dir.mkdir()
+        trainer = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), run_dir)
+        rows = trainer.run()
+        assert all(r["exploration_norm"] > 0 and math.isfinite(r["reward_loss"]) for r in rows)
+        nets.append(torch.cat([p.detach().reshape(-1) for p in trainer.reward_net.parameters()]))
+    assert not torch.equal(nets[0], nets[1])
 
 
 def test_config_file_with_overrides_and_yaml_round_trip(tmp_path, capsys):
@@ -164,11 +194,15 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--algo", "pbrl-x"], "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, sac-true-reward"),
+        (["--algo", "pbrl-x"], "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward"),
         (["--env", "Pendulm-v1"], "Did you mean: `Pendulum`?"),
         (["--env", "CartPole-v1"], "needs 1-D Box observations and actions"),
         (["--total-steps", "0"], "total_steps must be an integer >= 1, got 0"),
         (["--set", "rewrd_lr=0.1"], "unknown config keys rewrd_lr; valid: env, algo"),
+        (["--set", "exploration_pairs=0"], "exploration_pairs must be an integer >= 1, got 0"),
+        (["--algo", "hpgd", "--set", "estimator=one-step"], "estimator of rule 'hpgd' must be one of ['monte-carlo']"),
+        (["--algo", "pbrl", "--set", "penalty=-1"], "penalty must be in (0, inf), got -1"),
+        (["--set", "grad_clip=0"], "grad_clip must be in (0, inf), got 0"),
         (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
         pytest.param(
             ["--device", "cuda"],
@@ -186,8 +220,11 @@ def test_bad_input_fails_with_one_line_and_no_run_directory(args, message, tmp_p
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mujoco") is not None, reason="MuJoCo is installed")
-def test_missing_mujoco_names_the_extra(tmp_path, capsys):
+def test_missing_mujoco_names_the_extra(tmp_path, capsys, monkeypatch):
+    def make_without_mujoco(*args, **kwargs):  # what gymnasium raises when the mujoco package is absent
+        raise gym.error.DependencyNotInstalled("No module named 'mujoco'")
+
+    monkeypatch.setattr(trainer_module.gym, "make", make_without_mujoco)
     with pytest.raises(SystemExit) as exc:
         main(["rlhf", "--env", "HalfCheetah-v5", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err

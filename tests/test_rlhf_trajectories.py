@@ -123,6 +123,16 @@ def test_recorder_without_infos_counts_dones_as_terminations():
     assert traj.actions.shape == (2,)
 
 
+def test_drop_running_forgets_only_the_unfinished_steps():
+    rec = EpisodeRecorder(2)
+    obs, act = np.zeros((2, 1)), np.zeros(2, dtype=np.int64)
+    rec.add(obs, act, [1.0, 2.0], dones=[False, True])  # env 1 finishes a 1-step episode
+    rec.drop_running()  # env 0's first step is forgotten
+    (traj,) = rec.add(obs, act, [3.0, 4.0], dones=[True, False])
+    np.testing.assert_array_equal(traj.true_rewards, [3.0])
+    assert [t.true_rewards.tolist() for t in rec.trajectories] == [[2.0], [3.0]]
+
+
 def test_recorder_fifo_eviction():
     rec = EpisodeRecorder(1, max_steps=10)
     ones = np.ones((1, 1))

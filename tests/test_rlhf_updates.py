@@ -44,29 +44,59 @@ def surrogate_grad(update: PreferenceUpdate, net: RewardNet, *args, **kwargs) ->
     return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
 
 
-def by_hand(net, observations, actions, labels, policy_actions, *, estimator, gamma, discount) -> torch.Tensor:
-    """grad = mean_j grad l_j + (1/alpha) mean_j l_j sum_{i,h} D_h, every J = d r/dx by its own backward."""
+def by_hand(
+    net, observations, actions, labels, policy_actions, *, estimator, gamma, discount, rule="sobirl", penalty=None
+) -> torch.Tensor:
+    """grad = mean_j grad l_j + (1/alpha) mean_j w_j grad(u_j / sigma) with w_j = l_j - mean_{j' != j} l_j'
+    (sobirl, hpgd); pbrl: mean_j grad l_j - lambda mean_j grad(u_j / sigma) / (2 L). Here
+    u_j = sum_{i,h} D_h in rewards, sigma the population standard deviation of every reward of the batch (taken and
+    policy actions), grad(u / sigma) = G / sigma - u grad(sigma) / sigma^2 with G = sum_{i,h} D_h in J = d r/dx, and
+    grad(sigma) = (mean(r J) - mean(r) mean(J)) / sigma. Every J by its own backward."""
 
     def J(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return flat_grad(net(s, a), net)
 
-    total = 0.0
+    def r(s: torch.Tensor, a: torch.Tensor) -> float:
+        return net(s, a).item()
+
+    rows = [(observations[j, i, h], actions[j, i, h]) for j in range(B) for i in (0, 1) for h in range(L)]
+    rows += [
+        (observations[j, i, h], policy_actions[j, i, h, m])
+        for j in range(B)
+        for i in (0, 1)
+        for h in range(L)
+        for m in range(K)
+    ]
+    values, jacobians = [r(*row) for row in rows], [J(*row) for row in rows]
+    mean_r = sum(values) / len(rows)
+    sigma = math.sqrt(sum(v * v for v in values) / len(rows) - mean_r**2)
+    mean_J = sum(jacobians) / len(rows)
+    grad_sigma = (sum(v * g for v, g in zip(values, jacobians, strict=True)) / len(rows) - mean_r * mean_J) / sigma
+
+    exploitations, losses, scores = [], [], []
     for j in range(B):
-        R = [sum(discount**h * net(observations[j, i, h], actions[j, i, h]).item() for h in range(L)) for i in (0, 1)]
+        R = [sum(discount**h * r(observations[j, i, h], actions[j, i, h]) for h in range(L)) for i in (0, 1)]
         logit, y = R[0] - R[1], labels[j].item()
         sig = 1.0 / (1.0 + math.exp(-logit))
         loss = -(y * math.log(sig) + (1 - y) * math.log(1 - sig))
         grad_R = [sum(discount**h * J(observations[j, i, h], actions[j, i, h]) for h in range(L)) for i in (0, 1)]
         exploitation = (sig - y) * (grad_R[0] - grad_R[1])
-        score = 0.0
+        G, u = 0.0, 0.0
         for i in (0, 1):
             for h in range(L):
                 s = observations[j, i, h]
                 horizon = range(h, L) if estimator == "monte-carlo" else range(h, h + 1)
-                score = score + sum(gamma ** (m - h) * J(observations[j, i, m], actions[j, i, m]) for m in horizon)
-                score = score - sum(J(s, policy_actions[j, i, h, m]) for m in range(K)) / K
-        total = total + exploitation + loss * score / ALPHA
-    return total / B
+                G = G + sum(gamma ** (m - h) * J(observations[j, i, m], actions[j, i, m]) for m in horizon)
+                u = u + sum(gamma ** (m - h) * r(observations[j, i, m], actions[j, i, m]) for m in horizon)
+                G = G - sum(J(s, policy_actions[j, i, h, m]) for m in range(K)) / K
+                u = u - sum(r(s, policy_actions[j, i, h, m]) for m in range(K)) / K
+        exploitations.append(exploitation)
+        losses.append(loss)
+        scores.append(G / sigma - u * grad_sigma / sigma**2)
+    if rule == "pbrl":
+        return sum(exploitations) / B - penalty * sum(scores) / (B * 2 * L)
+    weights = [loss - (sum(losses) - loss) / (B - 1) for loss in losses]
+    return sum(e + w * score / ALPHA for e, w, score in zip(exploitations, weights, scores, strict=True)) / B
 
 
 @pytest.mark.parametrize(
@@ -84,6 +114,112 @@ def test_sobirl_gradient_equals_the_formula(estimator, gamma, discount):
         net, observations, actions, labels, policy_actions, estimator=estimator, gamma=gamma, discount=discount
     )
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("rule", "estimator", "penalty"), [("hpgd", "monte-carlo", None), ("pbrl", "one-step", 2.5)])
+def test_hpgd_and_pbrl_gradients_equal_their_formulas(rule, estimator, penalty):
+    net, observations, actions, labels = batch()
+    update = PreferenceUpdate(rule, action_samples=K, gamma=0.9)
+    assert update.estimator == estimator  # each rule's default
+    policy_actions = update.policy_actions(stub_policy(), observations)
+    kwargs = dict(agent_steps=0, alpha=ALPHA, policy_actions=policy_actions, penalty=penalty)
+    got = surrogate_grad(update, net, observations, actions, labels, **kwargs)
+    expected = by_hand(
+        net,
+        observations,
+        actions,
+        labels,
+        policy_actions,
+        estimator=estimator,
+        gamma=0.9,
+        discount=1.0,
+        rule=rule,
+        penalty=penalty,
+    )
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+    out = update.surrogate(net, observations, actions, labels, **kwargs)
+    assert out.explored and out.loss.item() == pytest.approx(out.cross_entropy + out.exploration, abs=1e-14)
+
+
+@pytest.mark.parametrize("rule", ["sobirl", "hpgd", "pbrl"])
+def test_second_term_on_its_own_on_policy_batch(rule):
+    """surrogate(A, on_policy=B) = cross-entropy on A + the second term on B (each checked by hand)."""
+    net, observations, actions, labels = batch()
+    gen = torch.Generator().manual_seed(7)
+    fresh = (torch.randn(B, 2, L, OBS, generator=gen, dtype=F64), torch.rand(B, 2, L, ACT, generator=gen, dtype=F64))
+    fresh_labels = torch.tensor([0.0, 1.0, 0.6], dtype=F64)
+    update = PreferenceUpdate(rule, action_samples=K, gamma=0.9)
+    policy_actions = update.policy_actions(stub_policy(), fresh[0])
+    got = surrogate_grad(
+        update,
+        net,
+        observations,
+        actions,
+        labels,
+        agent_steps=0,
+        alpha=ALPHA,
+        policy_actions=policy_actions,
+        penalty=1.5,
+        on_policy=(*fresh, fresh_labels),
+    )
+    drlhf = PreferenceUpdate("drlhf")
+    hand = dict(estimator=update.estimator, gamma=0.9, discount=1.0, rule=rule, penalty=1.5)
+    second_term = by_hand(net, *fresh, fresh_labels, policy_actions, **hand) - surrogate_grad(
+        drlhf, net, *fresh, fresh_labels, agent_steps=0
+    )
+    expected = surrogate_grad(drlhf, net, observations, actions, labels, agent_steps=0) + second_term
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("rule", ["sobirl", "hpgd", "pbrl"])
+def test_second_term_has_no_component_along_the_reward_scale(rule):
+    """Scaling the last layer by c scales r_x by c; d/dc at c = 1 is the direction v = (its weight, its bias). The
+    second term's gradient (the rule's minus drlhf's) is orthogonal to v, while the cross-entropy's is not."""
+    net, observations, actions, labels = batch()
+    update = PreferenceUpdate(rule, action_samples=K)
+    policy_actions = update.policy_actions(stub_policy(), observations)
+    kwargs = dict(agent_steps=0, alpha=ALPHA, policy_actions=policy_actions, penalty=2.0)
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    v = torch.cat(
+        [
+            p.detach().reshape(-1) if any(p is q for q in last.parameters()) else torch.zeros(p.numel(), dtype=F64)
+            for p in net.parameters()
+        ]
+    )
+    total = surrogate_grad(update, net, observations, actions, labels, **kwargs)
+    cross_entropy = surrogate_grad(PreferenceUpdate("drlhf"), net, observations, actions, labels, agent_steps=0)
+    assert abs(torch.dot(total - cross_entropy, v).item()) <= 1e-12 * (total - cross_entropy).norm().item() * v.norm()
+    assert abs(torch.dot(cross_entropy, v).item()) > 1e-3 * cross_entropy.norm().item() * v.norm()
+
+
+@pytest.mark.parametrize("rule", ["sobirl", "hpgd"])
+def test_equal_losses_leave_no_exploration_term(rule):
+    """With every l_j equal the leave-one-out weights are 0: the gradient is drlhf's."""
+    net, observations, actions, _ = batch()
+    labels = torch.full((B,), 0.5, dtype=F64)
+    observations[:, 1], actions[:, 1] = observations[:, 0], actions[:, 0]  # logits 0: every l_j = log 2
+    update = PreferenceUpdate(rule, action_samples=K)
+    policy_actions = update.policy_actions(stub_policy(), observations)
+    out = update.surrogate(
+        net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions
+    )
+    assert out.exploration == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        update.surrogate(
+            net,
+            observations[:1],
+            actions[:1],
+            labels[:1],
+            agent_steps=0,
+            alpha=ALPHA,
+            policy_actions=policy_actions[:1],
+        )
+
+
+def test_pbrl_penalty_weight_grows_geometrically_to_its_cap():
+    update = PreferenceUpdate("pbrl", penalty=2.0, penalty_growth=1.5, penalty_max=5.0)
+    assert [update.penalty_weight(k) for k in range(4)] == [2.0, 3.0, 4.5, 5.0]
+    assert PreferenceUpdate("pbrl", penalty_growth=1.0).penalty_weight(50) == 1.0
 
 
 def test_policy_actions_are_drawn_per_state_in_one_call():
@@ -146,8 +282,16 @@ def test_drlhf_is_sobirl_with_the_exploration_term_off_and_the_warmup_switch():
 def test_bad_inputs_name_the_field():
     with pytest.raises(ValueError, match="unknown estimator 'td-critic'; valid: one-step, monte-carlo"):
         PreferenceUpdate(estimator="td-critic")
-    with pytest.raises(ValueError, match="unknown rule 'pbrl'; valid: drlhf, sobirl"):
-        PreferenceUpdate("pbrl")
+    with pytest.raises(ValueError, match="unknown rule 'parl'; valid: drlhf, sobirl, hpgd, pbrl"):
+        PreferenceUpdate("parl")
+    with pytest.raises(ValueError, match=r"estimator of rule 'hpgd' must be one of \['monte-carlo'\], got 'one-step'"):
+        PreferenceUpdate("hpgd", estimator="one-step")
+    with pytest.raises(ValueError, match=r"estimator of rule 'pbrl' must be one of \['one-step'\]"):
+        PreferenceUpdate("pbrl", estimator="monte-carlo")
+    with pytest.raises(ValueError, match="penalty_growth must be in"):
+        PreferenceUpdate("pbrl", penalty_growth=0.9)
+    with pytest.raises(ValueError, match="penalty_max must be in"):
+        PreferenceUpdate("pbrl", penalty=2.0, penalty_max=1.0)
     with pytest.raises(ValueError, match="exploration_warmup must be an integer >= 0, got -1"):
         PreferenceUpdate(exploration_warmup=-1)
     with pytest.raises(ValueError, match="action_samples must be an integer >= 1, got 0"):
@@ -162,8 +306,14 @@ def test_bad_inputs_name_the_field():
             update.surrogate(
                 net, observations, actions, labels, agent_steps=0, alpha=alpha, policy_actions=policy_actions
             )
-    with pytest.raises(ValueError, match="alpha and policy_actions are required"):
-        update.surrogate(net, observations, actions, labels, agent_steps=0)
+    with pytest.raises(ValueError, match="policy_actions are required while the sobirl term is on"):
+        update.surrogate(net, observations, actions, labels, agent_steps=0, alpha=ALPHA)
+    with pytest.raises(ValueError, match="alpha is required while the sobirl exploration term is on"):
+        update.surrogate(net, observations, actions, labels, agent_steps=0, policy_actions=policy_actions)
+    with pytest.raises(ValueError, match="penalty is required while the pbrl penalty is on"):
+        PreferenceUpdate("pbrl", action_samples=K).surrogate(
+            net, observations, actions, labels, agent_steps=0, policy_actions=policy_actions
+        )
     with pytest.raises(ValueError, match=r"policy_actions must have shape \(B, 2, L, k, \*act_shape\)"):
         update.surrogate(
             net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions[:, :, 1:]

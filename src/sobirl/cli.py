@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import functools
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from sobirl.estimators import ESTIMATORS
 from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, write_config
 from sobirl.experiments import estimator_study as study
 from sobirl.experiments.rlhf_plots import plot_returns
+from sobirl.experiments.rlhf_summary import summary_table
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.problems import PROBLEMS, random_mdp
 from sobirl.profiling import machine_line
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_estimators(commands)
     _add_rlhf(commands)
+    _add_rlhf_summary(commands)
     return parser
 
 
@@ -507,7 +510,8 @@ def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="deep RLHF on continuous control: SAC learning from a reward net trained on synthetic preferences",
         description=(
             "Train SAC on a gymnasium continuous-control environment from a reward network learned from synthetic "
-            "preferences between fragments of its own episodes (drlhf, sobirl, stoc-sobirl), or on the true reward "
+            "preferences between fragments of its own episodes (drlhf, sobirl, stoc-sobirl, hpgd, pbrl), or on the "
+            "true reward "
             "(sac-true-reward). Settings: defaults < --config FILE < --set KEY=VALUE < the options below; every key "
             "is a field of sobirl.rlhf.trainer.RLHFConfig. Writes config.yaml, metrics.csv, tensorboard/, "
             "return.png and checkpoints/ to a new run directory OUTPUT_DIR/NAME-<timestamp>; --resume RUN_DIR "
@@ -592,4 +596,33 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
         f"{last['agent_steps']} agent steps: eval return {last['eval_return']:.4g}, "
         f"train return {last['train_return']:.4g}, preference accuracy {last['preference_accuracy']:.3g}"
     )
+    return 0
+
+
+def _add_rlhf_summary(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "rlhf-summary",
+        help="a markdown table of rlhf runs: final evaluation return mean +/- s.e. per environment and algorithm",
+        description=(
+            "Print a markdown table of `sobirl rlhf` run directories grouped by (env, algo): the final evaluation "
+            "return and the mean of the last WINDOW evaluations (mean +/- standard error over seeds), the final "
+            "return per seed, the held-out preference accuracy, wall time and agent steps per second."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="rlhf run directories")
+    sub.add_argument("--window", type=int, default=5, help="evaluations averaged per run for the windowed column")
+    sub.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    sub.set_defaults(handler=functools.partial(_run_rlhf_summary, sub))
+
+
+def _run_rlhf_summary(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    try:
+        table = summary_table(args.run_dirs, window=args.window)
+    except (ValueError, TypeError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(table)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(f"Command: `{shlex.join(command)}`\n\n{table}\n")
     return 0

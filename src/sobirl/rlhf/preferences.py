@@ -143,12 +143,17 @@ class PreferenceDataset:
             raise ValueError("the dataset is empty; push pairs first")
         return self._take(self._order())
 
-    def sample(self, batch_size: int, generator: np.random.Generator) -> tuple[FragmentPairs, np.ndarray]:
-        """``batch_size`` distinct pairs drawn uniformly (without replacement) with ``generator``, and their labels."""
+    def sample(
+        self, batch_size: int, generator: np.random.Generator, *, newest: int | None = None
+    ) -> tuple[FragmentPairs, np.ndarray]:
+        """``batch_size`` distinct pairs drawn uniformly (without replacement) with ``generator``, and their labels;
+        from the ``newest`` most recently pushed pairs only (all of them if fewer are kept), or from every kept pair
+        when ``newest`` is None."""
         check_int("batch_size", batch_size, low=1)
-        if batch_size > self._size:
-            raise ValueError(f"batch_size must be at most the number of pairs kept ({self._size}), got {batch_size}")
-        return self._take(self._order()[generator.choice(self._size, size=batch_size, replace=False)])
+        pool = self._size if newest is None else min(check_int("newest", newest, low=1), self._size)
+        if batch_size > pool:
+            raise ValueError(f"batch_size must be at most the number of pairs drawn from ({pool}), got {batch_size}")
+        return self._take(self._order()[self._size - pool + generator.choice(pool, size=batch_size, replace=False)])
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the capacity and the kept pairs, oldest first, to ``path`` (npz, the name used as given)."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -55,18 +56,19 @@ from torch.utils.tensorboard import SummaryWriter
 
 from sobirl.agents import actor_sampler, make_sac, sac_temperature
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
-from sobirl.rlhf.fragments import sample_fragment_pairs
+from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import preference_accuracy, preference_logits
 from sobirl.rlhf.preferences import PreferenceDataset, SyntheticLabeller
 from sobirl.rlhf.recording import RecordingCallback
 from sobirl.rlhf.reward_net import RewardNet
 from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
 from sobirl.rlhf.trajectories import EpisodeRecorder
-from sobirl.rlhf.updates import EXPLORATION_ESTIMATORS, PreferenceUpdate, StormMomentum
+from sobirl.rlhf.updates import PairBatch, PreferenceUpdate, StormMomentum
 from sobirl.validation import check_choice, check_int, check_range
 
-ALGOS = ("drlhf", "sobirl", "stoc-sobirl", "sac-true-reward")
-"""``drlhf``/``sobirl``: :class:`PreferenceUpdate` rules; ``stoc-sobirl``: ``sobirl`` with :class:`StormMomentum`;
+ALGOS = ("drlhf", "sobirl", "stoc-sobirl", "hpgd", "pbrl", "sac-true-reward")
+"""``drlhf``/``sobirl``/``hpgd``/``pbrl``: :class:`PreferenceUpdate` rules; ``stoc-sobirl``: ``sobirl`` with
+:class:`StormMomentum`;
 ``sac-true-reward``: SAC on the environment's reward (no reward net, no preferences), the reference."""
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -99,7 +101,10 @@ _REPLAY = "replay_buffer.pkl"
 _DATASET = "dataset.npz"
 _CONFIG_EXTRAS = ("experiment", "versions", "command_line")
 """Keys of a run's ``config.yaml`` that are not :class:`RLHFConfig` fields, so that file works as ``--config``."""
+_LOG = logging.getLogger(__name__)
 _EVAL_STREAM, _HELD_OUT_STREAM = 1, 2  # second entropy word of the per-evaluation generators
+_RULES = {"drlhf": "drlhf", "sobirl": "sobirl", "stoc-sobirl": "sobirl", "hpgd": "hpgd", "pbrl": "pbrl"}
+"""The :class:`PreferenceUpdate` rule of each algorithm with a reward net."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class RLHFConfig:
 
     Attributes:
         env: gymnasium environment id with a 1-D Box observation and action space, e.g. Pendulum-v1, HalfCheetah-v5.
-        algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl with STORM momentum), sac-true-reward.
+        algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl with STORM momentum), hpgd, pbrl, sac-true-reward.
         total_steps: agent (environment) steps of the run.
         seed: seed of SAC, the environments, the reward net and the preference pipeline.
         device: device of SAC and the reward net: auto, cpu or cuda.
@@ -130,10 +135,19 @@ class RLHFConfig:
         dataset_capacity: preference pairs kept (FIFO).
         label_temperature: Bradley-Terry temperature of the synthetic labeller.
         label_noise: probability that a synthetic label is replaced by a random one.
-        estimator: sobirl's exploration-term estimator, one-step or monte-carlo.
+        estimator: the exploration-term estimator, one-step or monte-carlo (hpgd: monte-carlo only; pbrl: one-step
+            only); None: the algorithm's default (one-step; hpgd: monte-carlo).
         action_samples: actor actions per visited state for the exploration term's baseline.
         exploration_warmup: agent steps before the exploration term is switched on.
         storm_eta: STORM momentum weight in (0, 1] (stoc-sobirl).
+        penalty: pbrl's initial penalty weight lambda_0 > 0.
+        penalty_growth: pbrl's factor (>= 1) on lambda per reward update.
+        penalty_max: pbrl's cap on lambda (>= penalty).
+        exploration_pairs: the second term (exploration or penalty) is estimated on a mini-batch of the newest this
+            many pairs (recent fragments, close to the current policy), the cross-entropy on the whole dataset; None:
+            both on the same batch from the whole dataset. Off-policy pairs make the term drift (updates.py).
+        grad_clip: clip the reward net's update direction to this norm before each optimiser step (HPGD's
+            gradient-norm clipping; any algo); None: no clipping.
         clip: clamp of the relabelled rewards SAC learns from; None: no clamp.
         recorder_steps: steps of recent training episodes kept to cut fragments from.
         sac_learning_starts: agent steps of random actions before SAC trains.
@@ -173,10 +187,15 @@ class RLHFConfig:
     dataset_capacity: int = 3000
     label_temperature: float = 1.0
     label_noise: float = 0.0
-    estimator: str = "one-step"
+    estimator: str | None = None
     action_samples: int = 8
     exploration_warmup: int = 0
     storm_eta: float = 0.5
+    penalty: float = 1.0
+    penalty_growth: float = 1.05
+    penalty_max: float = 100.0
+    exploration_pairs: int | None = None
+    grad_clip: float | None = None
     clip: float | None = 1.0
     recorder_steps: int = 20_000
     sac_learning_starts: int = 1000
@@ -200,7 +219,6 @@ class RLHFConfig:
         check_choice("algo", self.algo, ALGOS)
         check_choice("device", self.device, DEVICES)
         check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("estimator", self.estimator, EXPLORATION_ESTIMATORS)
         check_int("seed", self.seed)
         for name in (
             "total_steps",
@@ -225,7 +243,7 @@ class RLHFConfig:
             check_int(name, getattr(self, name), low=1)
         for name in ("initial_pairs", "exploration_warmup", "sac_learning_starts"):
             check_int(name, getattr(self, name))
-        for name in ("threads", "max_episode_steps"):
+        for name in ("threads", "max_episode_steps", "exploration_pairs"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
         for i, width in enumerate((*self.reward_hidden, *self.sac_net_arch)):
@@ -238,11 +256,26 @@ class RLHFConfig:
         check_range("storm_eta", self.storm_eta, low=0.0, high=1.0, low_open=True)
         check_range("sac_learning_rate", self.sac_learning_rate, low=0.0, low_open=True)
         check_range("sac_gamma", self.sac_gamma, low=0.0, high=1.0)
-        if self.clip is not None:
-            check_range("clip", self.clip, low=0.0, low_open=True)
+        for name in ("clip", "grad_clip"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), low=0.0, low_open=True)
+        self.update_rule()  # estimator, penalty, penalty_growth, penalty_max
         if not isinstance(self.reward_normalize, bool):
             raise TypeError(f"reward_normalize must be true or false, got {self.reward_normalize!r}")
         self.schedule_for()  # initial_pairs <= total_pairs
+
+    def update_rule(self) -> PreferenceUpdate:
+        """The reward net's update rule (``drlhf`` for ``sac-true-reward``, which has no reward net)."""
+        return PreferenceUpdate(
+            rule=_RULES.get(self.algo, "drlhf"),
+            estimator=self.estimator,
+            action_samples=self.action_samples,
+            gamma=self.sac_gamma,
+            exploration_warmup=self.exploration_warmup,
+            penalty=self.penalty,
+            penalty_growth=self.penalty_growth,
+            penalty_max=self.penalty_max,
+        )
 
     def schedule_for(self) -> QuerySchedule:
         """The query schedule of the run."""
@@ -291,6 +324,8 @@ def make_env(config: RLHFConfig) -> gym.Env:
             1-D Box, naming the fix.
     """
     try:
+        if "mujoco" in str(gym.spec(config.env).entry_point):
+            _route_mujoco_warnings()
         env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
     except gym.error.DependencyNotInstalled:  # a subclass of gym.error.Error: the caller names the extra
         raise
@@ -308,6 +343,19 @@ def make_env(config: RLHFConfig) -> gym.Env:
                 "(continuous control, e.g. Pendulum-v1, HalfCheetah-v5)"
             )
     return env
+
+
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings (e.g. deprecated attributes in gymnasium's model files) to this module's logger:
+    without a handler MuJoCo appends them to ``MUJOCO_LOG.TXT`` in the working directory. Logging never raises
+    (an exception inside MuJoCo's C callback would abort the process). A handler the user set is kept; without
+    MuJoCo, ``gym.make`` raises the missing-dependency error."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(lambda message: _LOG.warning("MuJoCo: %s", message.strip()))
 
 
 def check_device(device: str) -> None:
@@ -348,13 +396,7 @@ class RLHFTrainer:
         self.env = make_env(config)
         self.eval_env = make_env(config)
         self.schedule = config.schedule_for()
-        self.update = PreferenceUpdate(
-            rule="drlhf" if config.algo == "drlhf" else "sobirl",
-            estimator=config.estimator,
-            action_samples=config.action_samples,
-            gamma=config.sac_gamma,
-            exploration_warmup=config.exploration_warmup,
-        )
+        self.update = config.update_rule()
         fragments, labels, batches = np.random.SeedSequence(config.seed).spawn(3)
         self.fragment_rng = np.random.default_rng(fragments)
         self.batch_rng = np.random.default_rng(batches)
@@ -464,20 +506,31 @@ class RLHFTrainer:
         batch = min(c.reward_batch_size, len(self.dataset))
         param = next(self.reward_net.parameters())
         sampler, alpha = actor_sampler(self.model), sac_temperature(self.model)
+        penalty = self.update.penalty_weight(self.state.reward_updates)
         losses, explorations = [], []
         self.reward_net.train()
         for _ in range(epochs * math.ceil(len(self.dataset) / batch)):
-            pairs, labels = self.dataset.sample(batch, self.batch_rng)
-            obs, act, y = (
-                torch.as_tensor(a, dtype=param.dtype, device=param.device)
-                for a in (pairs.observations, pairs.actions, labels)
-            )
-            explores = self.update.explores(steps)
-            policy_actions = self.update.policy_actions(sampler, obs) if explores else None
+            obs, act, y = self._batch(self.dataset.sample(batch, self.batch_rng), param)
+            on_policy, policy_actions = None, None
+            if self.update.explores(steps):
+                if c.exploration_pairs is not None:
+                    newest = min(c.exploration_pairs, len(self.dataset))
+                    on_policy = self._batch(
+                        self.dataset.sample(min(batch, newest), self.batch_rng, newest=newest), param
+                    )
+                policy_actions = self.update.policy_actions(sampler, obs if on_policy is None else on_policy[0])
 
-            def surrogate(obs=obs, act=act, y=y, policy_actions=policy_actions):  # binds this batch
+            def surrogate(obs=obs, act=act, y=y, policy_actions=policy_actions, on_policy=on_policy):  # this batch
                 return self.update.surrogate(
-                    self.reward_net, obs, act, y, agent_steps=steps, alpha=alpha, policy_actions=policy_actions
+                    self.reward_net,
+                    obs,
+                    act,
+                    y,
+                    agent_steps=steps,
+                    alpha=alpha,
+                    policy_actions=policy_actions,
+                    penalty=penalty,
+                    on_policy=on_policy,
                 )
 
             self.optimizer.zero_grad()
@@ -493,12 +546,24 @@ class RLHFTrainer:
 
                 self.storm.step(closure)
                 out = evaluations[0]  # the surrogate at the current parameters
+            if c.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.reward_net.parameters(), c.grad_clip)
             self.optimizer.step()
             losses.append(out.cross_entropy)
             explorations.append(abs(out.exploration))
         self.state.reward_updates += 1
         self.state.reward_loss = float(np.mean(losses))
         self.state.exploration_norm = float(np.mean(explorations))
+
+    @staticmethod
+    def _batch(sample: tuple[FragmentPairs, np.ndarray], like: torch.Tensor) -> PairBatch:
+        """A dataset sample as tensors of ``like``'s dtype and device: observations, actions, labels."""
+        pairs, labels = sample
+        obs, act, y = (
+            torch.as_tensor(a, dtype=like.dtype, device=like.device)
+            for a in (pairs.observations, pairs.actions, labels)
+        )
+        return obs, act, y
 
     def _evaluate(self) -> dict[str, float]:
         """One metrics row (:data:`METRIC_COLUMNS`) at the current step."""
@@ -634,7 +699,7 @@ class RLHFTrainer:
         trainer._silence_sb3_logger()
         trainer.reward_net, trainer.optimizer, trainer.storm = net, state["optimizer"], state["storm"]
         trainer.recorder = state["recorder"]
-        trainer.recorder._lengths[:] = 0  # the unfinished episode cannot continue (module docstring)
+        trainer.recorder.drop_running()  # the unfinished episode cannot continue (module docstring)
         trainer.dataset = PreferenceDataset.load(checkpoint / _DATASET)
         trainer.state = _Progress(**state["progress"])
         for rng, key in (
@@ -647,9 +712,10 @@ class RLHFTrainer:
         rngs = state["global_rng"]
         random.setstate(rngs["python"])
         np.random.set_state(rngs["numpy"])  # noqa: NPY002
-        torch.set_rng_state(rngs["torch"])
+        # the generator states are CPU byte tensors, whatever device torch.load mapped the checkpoint to
+        torch.set_rng_state(rngs["torch"].cpu())
         if rngs["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rngs["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in rngs["cuda"]])
         trainer.model.get_env().seed(trainer.config.seed + trainer.steps)  # the new episode's start, reproducibly
         trainer._fresh = False
         return trainer

@@ -122,6 +122,10 @@ class EpisodeRecorder:
         """Steps in the kept trajectories (``<= max_steps``)."""
         return self._stored_steps
 
+    def drop_running(self) -> None:
+        """Forget the steps of every episode still running (e.g. one that cannot continue after a restart)."""
+        self._lengths[:] = 0
+
     def __len__(self) -> int:
         """The number of kept trajectories."""
         return len(self._finished)

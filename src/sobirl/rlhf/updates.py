@@ -13,8 +13,11 @@ The design math, section 5 (tau = SAC's temperature ``alpha``, since SAC's soft-
 Rules (:data:`UPDATE_RULES`), each the gradient of a surrogate (``l`` and the actor's actions held fixed):
 
 - ``"drlhf"`` (Christiano et al. 2017): ``L(x) = mean_j l_j``, the exploitation term alone.
-- ``"sobirl"``: ``L(x) = mean_j l_j + (1/alpha) mean_j [ l_j.detach() * sum_{i,h} D_x(s_h^i, a_h^i) ]`` with an
-  estimate ``D_x`` of ``Q_x - V_x``'s sensitivity (:data:`EXPLORATION_ESTIMATORS`); ``V``'s part uses ``k``
+- ``"sobirl"``: ``L(x) = mean_j l_j + (1/alpha) mean_j [ (l_j - lbar_{-j}).detach() * sum_{i,h} D_x(s_h^i, a_h^i) ]``
+  with the leave-one-out baseline ``lbar_{-j} = mean_{j' != j} l_j'`` (as the tabular sampled objectives, docs/math.md
+  section 8) and an estimate ``D_x`` of ``Q_x - V_x``'s sensitivity (:data:`EXPLORATION_ESTIMATORS`). On-policy
+  ``E[sum D] = 0``, so the baseline changes the expectation by nothing and removes the part of the term that only
+  raises the rewards of the actor's own actions (``l_j > 0`` always). ``V``'s part uses ``k``
   actions ``a_{h,1..k} ~ pi(.|s_h)`` drawn from SAC's actor per visited state (:meth:`PreferenceUpdate.policy_actions`),
   ``b_x(s_h) = (1/k) sum_m r_x(s_h, a_{h,m})``:
 
@@ -34,9 +37,34 @@ Rules (:data:`UPDATE_RULES`), each the gradient of a surrogate (``l`` and the ac
     Summed over ``h`` the continuations give each step the weight ``c_m = sum_{h<=m} gamma^(m-h)``, so the surrogate
     is ``sum_m c_m r_x(s_m, a_m) - sum_h b_x(s_h)``, linear in the rewards.
 
+- ``"hpgd"`` (Thoma et al. 2024, adapted): HPGD's estimates of the same hyper-gradient, i.e. the ``"sobirl"``
+  surrogate with Monte-Carlo sensitivities (``"monte-carlo"`` only) and the leader's advantage (the leave-one-out
+  loss above); HPGD's second follower rollout from ``(s_h, a'_h)``, ``a'_h ~ pi``, needs a restartable simulator, so
+  ``dQ(s_h, a'_h)/dx`` is its first step ``J(s_h, a'_h)`` (the baseline ``b_x``): the fragments are the only
+  rollouts. HPGD's gradient-norm clipping is the trainer's ``grad_clip``.
+- ``"pbrl"`` (Shen et al. 2024, adapted): the value penalty ``lambda (V*_x - V^pi_x)`` added to the preference loss,
+  with ``pi*`` SAC's current actor (the follower's approximate soft-optimal policy for ``r_x``) and ``pi`` the
+  policies that produced the fragments; its gap at each visited state is estimated by the one-step difference
+  ``b_x(s_h) - r_x(s_h, a_h)`` (the gamma-propagated terms dropped, as in ``"one-step"``):
+  ``L(x) = mean_j l_j + lambda_k mean_{j,i,h} [ b_x(s_h^i) - r_x(s_h^i, a_h^i) ]``. Descending it raises the reward
+  of the actions the follower took relative to the actor's current choices, i.e. it pulls ``r_x`` towards rewards
+  for which the follower's behaviour is already optimal. ``lambda_k = min(penalty_max, penalty * penalty_growth^k)``
+  grows with the reward update ``k`` (:meth:`PreferenceUpdate.penalty_weight`). PBRL's policy step
+  ``d_pi f - lambda d_pi V^pi`` tends to the follower's own policy gradient as lambda grows; the follower here is
+  SAC on ``r_x``, i.e. that limit.
+
+Scale. Each rule's second term is linear in ``r_x``, and nothing in it fixes ``r_x``'s scale: the term can keep
+decreasing by scaling the rewards up (its value has a sign), and the preference loss, which sees the fragments'
+actions only, does not hold the rewards of the actor's actions ``b_x``. The follower, however, learns from normalised
+(and clamped) rewards, so its policy responds to the reward's shape, not to its scale. ``D_x`` and the penalty are
+therefore measured in units of ``sigma_x``, the standard deviation of all ``B 2 L (1 + k)`` rewards of the forward,
+differentiated through: ``r_x / sigma_x`` is invariant to ``r_x -> c r_x``, so the second term has no component along
+the scale. Measured without it (Pendulum-v1, 30k steps): the term's value grew from ~1 to ~10^4 within 10 reward
+updates, the preference loss from 0.1 to 10, and the follower's return collapsed.
+
 All ``B 2 L (1 + k)`` rewards (the fragments' steps and the actor's actions) come from ONE reward-net forward; there
 is no per-sample backward and no Jacobian. The exploration term can be kept off for the first ``exploration_warmup``
-agent steps (the seed authors: 1e5), during which ``"sobirl"`` is ``"drlhf"``. Where the follower's rewards are
+agent steps (the seed authors: 1e5), during which every rule is ``"drlhf"``. Where the follower's rewards are
 clamped (:class:`sobirl.agents.RelabelingReplayBuffer`), the surrogates still differentiate the unclamped ``r_x``, as
 the seed authors do.
 
@@ -55,11 +83,26 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from sobirl.rlhf.preference_model import RewardFn, preference_logits, preference_loss
 from sobirl.validation import check_choice, check_int, check_range
 
-UPDATE_RULES = ("drlhf", "sobirl")
+UPDATE_RULES = ("drlhf", "sobirl", "hpgd", "pbrl")
 """Upper-level rules with a surrogate here (module docstring)."""
 
 EXPLORATION_ESTIMATORS = ("one-step", "monte-carlo")
-"""Estimators of ``dQ/dx - dV/dx`` at a visited ``(s_h, a_h)`` for ``"sobirl"`` (module docstring)."""
+"""Estimators of ``dQ/dx - dV/dx`` at a visited ``(s_h, a_h)`` (module docstring)."""
+
+RULE_ESTIMATORS: dict[str, tuple[str, ...]] = {
+    "drlhf": EXPLORATION_ESTIMATORS,
+    "sobirl": EXPLORATION_ESTIMATORS,
+    "hpgd": ("monte-carlo",),
+    "pbrl": ("one-step",),
+}
+"""The estimators each rule accepts; the first is its default."""
+
+PairBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Labelled fragment pairs: observations ``(B, 2, L, *obs_shape)``, actions ``(B, 2, L, *act_shape)``, labels
+``(B,)``."""
+
+SCALE_EPS = 1e-8
+"""Floor of ``sigma_x``, the batch's reward standard deviation that the second term is measured in."""
 
 ActionSampler = Callable[[torch.Tensor], torch.Tensor]
 """The follower's policy: ``(M, *obs_shape)`` observations to ``(M, *act_shape)`` actions, one draw per row."""
@@ -72,8 +115,9 @@ class UpdateLoss:
     Attributes:
         loss: the scalar surrogate; ``loss.backward()`` puts the update direction in the reward net's ``.grad``.
         cross_entropy: ``mean_j l_j``, the preference loss of the batch.
-        exploration: the value of the exploration term ``(1/alpha) mean_j l_j sum D_x`` (0 when it is off).
-        explored: whether the exploration term was on.
+        exploration: the value of the rule's second term (0 when it is off): the exploration term
+            ``(1/alpha) mean_j (l_j - lbar_{-j}) sum D_x``, or ``"pbrl"``'s penalty.
+        explored: whether the second term was on.
         logits: ``R_x(d_1) - R_x(d_2)`` per pair, ``(B,)``, detached (for ``preference_accuracy``).
     """
 
@@ -86,36 +130,57 @@ class UpdateLoss:
 
 @dataclass(frozen=True)
 class PreferenceUpdate:
-    """The ``drlhf`` or ``sobirl`` surrogate on a mini-batch of labelled fragment pairs (module docstring).
+    """A rule's surrogate on a mini-batch of labelled fragment pairs (module docstring).
 
     Attributes:
         rule: one of :data:`UPDATE_RULES`.
-        estimator: one of :data:`EXPLORATION_ESTIMATORS` (``"sobirl"`` only).
+        estimator: one of :data:`EXPLORATION_ESTIMATORS` that the rule accepts (:data:`RULE_ESTIMATORS`); None: the
+            rule's default (``"one-step"``; ``"hpgd"``: ``"monte-carlo"``). ``"drlhf"`` ignores it.
         action_samples: ``k >= 1``, actions drawn from the actor per visited state for the baseline ``b_x``.
         gamma: in ``[0, 1]``, the discount of the ``"monte-carlo"`` continuations (SAC's ``gamma``).
         exploration_warmup: agent steps (``>= 0``) before the exploration term is switched on.
         discount: in ``[0, 1]``, the discount of the fragment returns ``R_x`` (the labeller's; 1: plain sums).
+        penalty: ``"pbrl"``'s initial penalty weight ``lambda_0 > 0``.
+        penalty_growth: ``"pbrl"``'s factor ``>= 1`` on lambda per reward update.
+        penalty_max: ``"pbrl"``'s cap on lambda, ``>= penalty``.
     """
 
     rule: str = "sobirl"
-    estimator: str = "one-step"
+    estimator: str | None = None
     action_samples: int = 8
     gamma: float = 0.99
     exploration_warmup: int = 0
     discount: float = 1.0
+    penalty: float = 1.0
+    penalty_growth: float = 1.05
+    penalty_max: float = 100.0
 
     def __post_init__(self) -> None:
         check_choice("rule", self.rule, UPDATE_RULES)
-        check_choice("estimator", self.estimator, EXPLORATION_ESTIMATORS)
+        accepted = RULE_ESTIMATORS[self.rule]
+        if self.estimator is None:
+            object.__setattr__(self, "estimator", accepted[0])
+        elif self.estimator not in accepted:
+            check_choice("estimator", self.estimator, EXPLORATION_ESTIMATORS)
+            raise ValueError(f"estimator of rule {self.rule!r} must be one of {list(accepted)}, got {self.estimator!r}")
         check_int("action_samples", self.action_samples, low=1)
         check_range("gamma", self.gamma, low=0.0, high=1.0)
         check_int("exploration_warmup", self.exploration_warmup, low=0)
         check_range("discount", self.discount, low=0.0, high=1.0)
+        check_range("penalty", self.penalty, low=0.0, low_open=True)
+        check_range("penalty_growth", self.penalty_growth, low=1.0)
+        check_range("penalty_max", self.penalty_max, low=self.penalty)
 
     def explores(self, agent_steps: int) -> bool:
-        """Whether the exploration term is on after ``agent_steps`` follower steps (``"sobirl"`` past the warm-up)."""
+        """Whether the rule's second term (exploration or penalty) is on after ``agent_steps`` follower steps: every
+        rule but ``"drlhf"``, past the warm-up."""
         check_int("agent_steps", agent_steps, low=0)
-        return self.rule == "sobirl" and agent_steps >= self.exploration_warmup
+        return self.rule != "drlhf" and agent_steps >= self.exploration_warmup
+
+    def penalty_weight(self, update: int) -> float:
+        """``"pbrl"``'s ``lambda_k = min(penalty_max, penalty * penalty_growth^k)`` at reward update ``k >= 0``."""
+        check_int("update", update, low=0)
+        return min(self.penalty_max, self.penalty * self.penalty_growth**update)
 
     def policy_actions(self, policy: ActionSampler, observations: torch.Tensor) -> torch.Tensor:
         """``k = action_samples`` actions per visited state, ``(B, 2, L, k, *act_shape)``, in ONE policy call on
@@ -137,11 +202,18 @@ class PreferenceUpdate:
         agent_steps: int,
         alpha: float | None = None,
         policy_actions: torch.Tensor | None = None,
+        penalty: float | None = None,
+        on_policy: PairBatch | None = None,
     ) -> UpdateLoss:
         """The rule's surrogate on ``B`` pairs (module docstring); differentiate ``.loss``.
 
+        The second term is an expectation over fragments of the CURRENT policy (module docstring): on pairs recorded
+        under older policies its ``b_x`` part, which the preference loss never constrains, has a persistent
+        direction and the reward net's output at the actor's own actions grows without bound. Pass the latest
+        pairs as ``on_policy`` to estimate it there and the cross-entropy on the (whole-dataset) batch.
+
         A normalising :class:`~sobirl.rlhf.RewardNet` in training mode merges every row of the forward into its
-        running statistics: with the exploration term on, the actor's actions too.
+        running statistics: with the second term on, the actor's actions too.
 
         Args:
             reward_net: ``r_x``, called once (in the caller's train/eval mode).
@@ -149,25 +221,38 @@ class PreferenceUpdate:
             actions: ``(B, 2, L, *act_shape)`` fragment actions (SAC's scaled actions, as recorded).
             labels: ``(B,)`` probabilities in ``[0, 1]`` that the first fragment is preferred.
             agent_steps: follower steps so far (the warm-up switch, :meth:`explores`).
-            alpha: SAC's current temperature ``> 0``; needed only while the exploration term is on.
+            alpha: SAC's current temperature ``> 0``; needed while ``"sobirl"``'s or ``"hpgd"``'s term is on.
             policy_actions: :meth:`policy_actions` of ``observations``, ``(B, 2, L, k, *act_shape)``; needed only
-                while the exploration term is on; cast to the dtype and device of ``actions``.
+                while the second term is on; cast to the dtype and device of ``actions``.
+            penalty: ``"pbrl"``'s weight ``lambda > 0`` (:meth:`penalty_weight`); needed while its penalty is on.
+            on_policy: ``(observations, actions, labels)`` of the ``B'`` pairs the second term is estimated on
+                (``policy_actions`` then belong to them); None: the same batch as the cross-entropy, in ONE forward.
         """
         if not self.explores(agent_steps):
             logits = preference_logits(reward_net, observations, actions, discount=self.discount)
             ce = preference_loss(logits, labels)
             return UpdateLoss(loss=ce, cross_entropy=ce.item(), exploration=0.0, explored=False, logits=logits.detach())
-        if alpha is None or policy_actions is None:
-            raise ValueError("alpha and policy_actions are required while the sobirl exploration term is on")
-        alpha = check_range("alpha", alpha, low=0.0, low_open=True)
-        if policy_actions.shape[:3] != observations.shape[:3] or policy_actions.dim() != actions.dim() + 1:
+        if policy_actions is None:
+            raise ValueError(f"policy_actions are required while the {self.rule} term is on")
+        if self.rule == "pbrl":
+            if penalty is None:
+                raise ValueError("penalty is required while the pbrl penalty is on")
+            penalty = check_range("penalty", penalty, low=0.0, low_open=True)
+        else:
+            if alpha is None:
+                raise ValueError(f"alpha is required while the {self.rule} exploration term is on")
+            alpha = check_range("alpha", alpha, low=0.0, low_open=True)
+        x_obs, x_act, x_labels = (observations, actions, labels) if on_policy is None else on_policy
+        if self.rule != "pbrl" and x_obs.shape[0] < 2:
+            raise ValueError(f"{self.rule}'s leave-one-out baseline needs a batch of at least 2 pairs")
+        if policy_actions.shape[:3] != x_obs.shape[:3] or policy_actions.dim() != x_act.dim() + 1:
             raise ValueError(
                 "policy_actions must have shape (B, 2, L, k, *act_shape) with (B, 2, L) = "
-                f"{tuple(observations.shape[:3])} and act_shape = {tuple(actions.shape[3:])}, "
+                f"{tuple(x_obs.shape[:3])} and act_shape = {tuple(x_act.shape[3:])}, "
                 f"got {tuple(policy_actions.shape)}"
             )
         k = policy_actions.shape[3]
-        policy_rows = policy_actions.to(actions).reshape(-1, *policy_actions.shape[4:])
+        policy_rows = policy_actions.to(x_act).reshape(-1, *policy_actions.shape[4:])
         outputs: list[torch.Tensor] = []
 
         def shared_forward(obs_rows: torch.Tensor, act_rows: torch.Tensor) -> torch.Tensor:
@@ -177,14 +262,24 @@ class PreferenceUpdate:
             return outputs[0][: len(obs_rows)]
 
         # the preference model validates the shapes, flattens the steps and sums the returns
-        logits = preference_logits(shared_forward, observations, actions, discount=self.discount)
-        B, _, L = observations.shape[:3]
+        x_logits = preference_logits(shared_forward, x_obs, x_act, discount=self.discount)
+        B, _, L = x_obs.shape[:3]
         M = B * 2 * L
-        taken, baseline = outputs[0][:M].reshape(B, 2, L), outputs[0][M:].reshape(B, 2, L, k).mean(dim=-1)
+        rewards = outputs[0] / outputs[0].std(correction=0).clamp_min(SCALE_EPS)  # in units of sigma_x
+        taken, baseline = rewards[:M].reshape(B, 2, L), rewards[M:].reshape(B, 2, L, k).mean(dim=-1)
+        logits = (
+            x_logits
+            if on_policy is None
+            else preference_logits(reward_net, observations, actions, discount=self.discount)
+        )
         ce = preference_loss(logits, labels)
-        per_pair = binary_cross_entropy_with_logits(logits.detach(), labels.to(logits.dtype), reduction="none")
-        score = (taken @ self._step_weights(L, taken)).sum(dim=1) - baseline.sum(dim=(1, 2))
-        exploration = (per_pair * score).mean() / alpha
+        score = (taken @ self._step_weights(L, taken)).sum(dim=1) - baseline.sum(dim=(1, 2))  # sum_{i,h} D_x, (B,)
+        if self.rule == "pbrl":
+            exploration = -penalty * score.mean() / (2 * L)  # lambda mean_{j,i,h} (b_x - r_x)
+        else:
+            weight = binary_cross_entropy_with_logits(x_logits.detach(), x_labels.to(x_logits.dtype), reduction="none")
+            weight = (B * weight - weight.sum()) / (B - 1)  # l_j - mean_{j' != j} l_j' (leave-one-out)
+            exploration = (weight * score).mean() / alpha
         return UpdateLoss(
             loss=ce + exploration,
             cross_entropy=ce.item(),
