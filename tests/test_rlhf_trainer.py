@@ -146,6 +146,18 @@ def collect_dataset(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return pairs.observations, labels
 
 
+def test_same_seed_same_metrics(tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        config = RLHFConfig(**{**SMOKE, "algo": "stoc-sobirl", "total_steps": 200, "checkpoint_interval": 1000})
+        rows.append(RLHFTrainer(config, tmp_path / name).run())
+    timing = {"steps_per_s", "wall_time"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows[0]] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows[1]
+    ]
+
+
 def test_preference_pipeline_is_determined_by_the_seed(tmp_path):
     obs, labels = collect_dataset(tmp_path, seed=0)
     assert obs.shape == (40, 2, 25, 3) and labels.shape == (40,)  # total_pairs by the last step
@@ -199,6 +211,7 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
         (["--env", "CartPole-v1"], "needs 1-D Box observations and actions"),
         (["--total-steps", "0"], "total_steps must be an integer >= 1, got 0"),
         (["--set", "rewrd_lr=0.1"], "unknown config keys rewrd_lr; valid: env, algo"),
+        (["--set", "fragment_length=201"], "fragment_length (201) is longer than the episodes of Pendulum-v1 allow"),
         (["--set", "exploration_pairs=0"], "exploration_pairs must be an integer >= 1, got 0"),
         (["--algo", "hpgd", "--set", "estimator=one-step"], "estimator of rule 'hpgd' must be one of ['monte-carlo']"),
         (["--algo", "pbrl", "--set", "penalty=-1"], "penalty must be in (0, inf), got -1"),

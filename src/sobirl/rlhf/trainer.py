@@ -320,8 +320,8 @@ def make_env(config: RLHFConfig) -> gym.Env:
 
     Raises:
         gymnasium.error.DependencyNotInstalled: the environment needs an uninstalled extra (MuJoCo).
-        ValueError: unknown environment id (gymnasium's message, with its suggestion), or a space that is not a
-            1-D Box, naming the fix.
+        ValueError: unknown environment id (gymnasium's message, with its suggestion), a space that is not a
+            1-D Box, or a fragment_length beyond the environment's time limit, naming the fix.
     """
     try:
         if "mujoco" in str(gym.spec(config.env).entry_point):
@@ -334,6 +334,13 @@ def make_env(config: RLHFConfig) -> gym.Env:
             f"unknown env {config.env!r}: {err} (registered ids: gymnasium.pprint_registry(); e.g. Pendulum-v1, "
             "HalfCheetah-v5)"
         ) from err
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    if limit is not None and config.fragment_length > limit:
+        env.close()
+        raise ValueError(
+            f"fragment_length ({config.fragment_length}) is longer than the episodes of {config.env} allow (time "
+            f"limit {limit} steps); use a fragment_length <= {limit} or a larger max_episode_steps"
+        )
     for name in ("action_space", "observation_space"):
         space = getattr(env, name)
         if not isinstance(space, spaces.Box) or len(space.shape) != 1:
