@@ -45,9 +45,20 @@ def surrogate_grad(update: PreferenceUpdate, net: RewardNet, *args, **kwargs) ->
 
 
 def by_hand(
-    net, observations, actions, labels, policy_actions, *, estimator, gamma, discount, rule="sobirl", penalty=None
+    net,
+    observations,
+    actions,
+    labels,
+    policy_actions,
+    *,
+    estimator,
+    gamma,
+    discount,
+    rule="sobirl",
+    penalty=None,
+    scale=1.0,
 ) -> torch.Tensor:
-    """grad = mean_j grad l_j + (1/alpha) mean_j w_j grad(u_j / sigma) with w_j = l_j - mean_{j' != j} l_j'
+    """grad = mean_j grad l_j + (c/alpha) mean_j w_j grad(u_j / sigma) (c = scale) with w_j = l_j - mean_{j' != j} l_j'
     (sobirl, hpgd); pbrl: mean_j grad l_j - lambda mean_j grad(u_j / sigma) / (2 L). Here
     u_j = sum_{i,h} D_h in rewards, sigma the population standard deviation of every reward of the batch (taken and
     policy actions), grad(u / sigma) = G / sigma - u grad(sigma) / sigma^2 with G = sum_{i,h} D_h in J = d r/dx, and
@@ -96,22 +107,38 @@ def by_hand(
     if rule == "pbrl":
         return sum(exploitations) / B - penalty * sum(scores) / (B * 2 * L)
     weights = [loss - (sum(losses) - loss) / (B - 1) for loss in losses]
-    return sum(e + w * score / ALPHA for e, w, score in zip(exploitations, weights, scores, strict=True)) / B
+    return sum(e + scale * w * score / ALPHA for e, w, score in zip(exploitations, weights, scores, strict=True)) / B
 
 
 @pytest.mark.parametrize(
-    ("estimator", "gamma", "discount"), [("one-step", 0.99, 1.0), ("monte-carlo", 0.9, 1.0), ("one-step", 0.5, 0.8)]
+    ("estimator", "gamma", "discount", "scale"),
+    [
+        ("one-step", 0.99, 1.0, 1.0),
+        ("monte-carlo", 0.9, 1.0, 1.0),
+        ("one-step", 0.5, 0.8, 1.0),
+        ("one-step", 0.9, 1.0, 0.05),
+    ],
 )
-def test_sobirl_gradient_equals_the_formula(estimator, gamma, discount):
+def test_sobirl_gradient_equals_the_formula(estimator, gamma, discount, scale):
     net, observations, actions, labels = batch()
-    update = PreferenceUpdate("sobirl", estimator=estimator, action_samples=K, gamma=gamma, discount=discount)
+    update = PreferenceUpdate(
+        "sobirl", estimator=estimator, action_samples=K, gamma=gamma, discount=discount, exploration_scale=scale
+    )
     policy_actions = update.policy_actions(stub_policy(), observations)
     assert policy_actions.shape == (B, 2, L, K, ACT) and not policy_actions.requires_grad
     got = surrogate_grad(
         update, net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions
     )
     expected = by_hand(
-        net, observations, actions, labels, policy_actions, estimator=estimator, gamma=gamma, discount=discount
+        net,
+        observations,
+        actions,
+        labels,
+        policy_actions,
+        estimator=estimator,
+        gamma=gamma,
+        discount=discount,
+        scale=scale,
     )
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 

@@ -140,6 +140,7 @@ class RLHFConfig:
         action_samples: actor actions per visited state for the exploration term's baseline.
         exploration_warmup: agent steps before the exploration term is switched on.
         storm_eta: STORM momentum weight in (0, 1] (stoc-sobirl).
+        exploration_scale: c > 0 multiplying the exploration term of sobirl, stoc-sobirl and hpgd (1: the formula).
         penalty: pbrl's initial penalty weight lambda_0 > 0.
         penalty_growth: pbrl's factor (>= 1) on lambda per reward update.
         penalty_max: pbrl's cap on lambda (>= penalty).
@@ -191,6 +192,7 @@ class RLHFConfig:
     action_samples: int = 8
     exploration_warmup: int = 0
     storm_eta: float = 0.5
+    exploration_scale: float = 1.0
     penalty: float = 1.0
     penalty_growth: float = 1.05
     penalty_max: float = 100.0
@@ -259,7 +261,7 @@ class RLHFConfig:
         for name in ("clip", "grad_clip"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
-        self.update_rule()  # estimator, penalty, penalty_growth, penalty_max
+        self.update_rule()  # estimator, exploration_scale, penalty, penalty_growth, penalty_max
         if not isinstance(self.reward_normalize, bool):
             raise TypeError(f"reward_normalize must be true or false, got {self.reward_normalize!r}")
         self.schedule_for()  # initial_pairs <= total_pairs
@@ -272,6 +274,7 @@ class RLHFConfig:
             action_samples=self.action_samples,
             gamma=self.sac_gamma,
             exploration_warmup=self.exploration_warmup,
+            exploration_scale=self.exploration_scale,
             penalty=self.penalty,
             penalty_growth=self.penalty_growth,
             penalty_max=self.penalty_max,

@@ -62,6 +62,11 @@ differentiated through: ``r_x / sigma_x`` is invariant to ``r_x -> c r_x``, so t
 the scale. Measured without it (Pendulum-v1, 30k steps): the term's value grew from ~1 to ~10^4 within 10 reward
 updates, the preference loss from 0.1 to 10, and the follower's return collapsed.
 
+Weight. With SAC's temperature falling to ~0.05, ``1/alpha`` reaches ~20 and the exploration term, a sum over the
+``2 L`` visited steps, outweighs the preference loss by one to two orders of magnitude; on Pendulum the preference
+loss then rose to 5-20 (held-out accuracy ~0.35) within a few updates (docs/rlhf.md). ``exploration_scale`` (1: the
+formula) multiplies the term; the shipped CPU configs set it (docs/rlhf.md gives the measurements).
+
 All ``B 2 L (1 + k)`` rewards (the fragments' steps and the actor's actions) come from ONE reward-net forward; there
 is no per-sample backward and no Jacobian. The exploration term can be kept off for the first ``exploration_warmup``
 agent steps (the seed authors: 1e5), during which every rule is ``"drlhf"``. Where the follower's rewards are
@@ -140,6 +145,7 @@ class PreferenceUpdate:
         gamma: in ``[0, 1]``, the discount of the ``"monte-carlo"`` continuations (SAC's ``gamma``).
         exploration_warmup: agent steps (``>= 0``) before the exploration term is switched on.
         discount: in ``[0, 1]``, the discount of the fragment returns ``R_x`` (the labeller's; 1: plain sums).
+        exploration_scale: ``c > 0`` multiplying ``"sobirl"``'s and ``"hpgd"``'s exploration term (1: the formula).
         penalty: ``"pbrl"``'s initial penalty weight ``lambda_0 > 0``.
         penalty_growth: ``"pbrl"``'s factor ``>= 1`` on lambda per reward update.
         penalty_max: ``"pbrl"``'s cap on lambda, ``>= penalty``.
@@ -151,6 +157,7 @@ class PreferenceUpdate:
     gamma: float = 0.99
     exploration_warmup: int = 0
     discount: float = 1.0
+    exploration_scale: float = 1.0
     penalty: float = 1.0
     penalty_growth: float = 1.05
     penalty_max: float = 100.0
@@ -167,6 +174,7 @@ class PreferenceUpdate:
         check_range("gamma", self.gamma, low=0.0, high=1.0)
         check_int("exploration_warmup", self.exploration_warmup, low=0)
         check_range("discount", self.discount, low=0.0, high=1.0)
+        check_range("exploration_scale", self.exploration_scale, low=0.0, low_open=True)
         check_range("penalty", self.penalty, low=0.0, low_open=True)
         check_range("penalty_growth", self.penalty_growth, low=1.0)
         check_range("penalty_max", self.penalty_max, low=self.penalty)
@@ -279,7 +287,7 @@ class PreferenceUpdate:
         else:
             weight = binary_cross_entropy_with_logits(x_logits.detach(), x_labels.to(x_logits.dtype), reduction="none")
             weight = (B * weight - weight.sum()) / (B - 1)  # l_j - mean_{j' != j} l_j' (leave-one-out)
-            exploration = (weight * score).mean() / alpha
+            exploration = self.exploration_scale * (weight * score).mean() / alpha
         return UpdateLoss(
             loss=ce + exploration,
             cross_entropy=ce.item(),
