@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 import sobirl
 from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, resolve_config, solve
 from sobirl.estimators import ESTIMATORS
-from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, write_config
+from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, sweep, write_config
 from sobirl.experiments import estimator_study as study
 from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rlhf_summary import summary_table
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimators(commands)
     _add_rlhf(commands)
     _add_rlhf_summary(commands)
+    _add_sweep(commands)
     return parser
 
 
@@ -626,3 +627,84 @@ def _run_rlhf_summary(parser: argparse.ArgumentParser, args: argparse.Namespace,
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(f"Command: `{shlex.join(command)}`\n\n{table}\n")
     return 0
+
+
+def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "sweep",
+        help="a grid of rlhf trials (algorithms x seeds x environments) on local worker processes, resumable",
+        description=(
+            "Run every (env, algo, seed) trial of a grid of `sobirl rlhf` runs from one base config, WORKERS at a "
+            "time, into OUTPUT_DIR/NAME/<trial>. Running the same command again skips complete trials, resumes "
+            "interrupted ones from their checkpoints and starts the missing ones; failed trials are retried up to "
+            "--max-retries times, then listed (with their errors) in NAME/failures.yaml. Unknown algorithms or "
+            "environments are rejected before anything starts."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("config", type=Path, metavar="CONFIG", help="base config YAML (e.g. configs/pendulum-cpu.yaml)")
+    sub.add_argument("--algos", required=True, help=f"comma-separated, from: {', '.join(rlhf.ALGOS)}")
+    sub.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
+    sub.add_argument("--envs", default=None, help="comma-separated environment ids (default: the config's env)")
+    sub.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    )
+    sub.add_argument("--workers", type=int, default=1, help="trials run side by side (one process each)")
+    sub.add_argument("--max-retries", type=int, default=1, help="extra attempts of a failed trial")
+    sub.add_argument("--backend", choices=("local",), default="local", help="where trials run: local processes")
+    sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the sweep directory")
+    sub.add_argument("--name", default=None, help="sweep directory name (default: sweep-<config file stem>)")
+    sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sub.set_defaults(handler=functools.partial(_run_sweep, sub))
+
+
+def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    def fail(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    try:
+        check_int("--seeds", args.seeds, low=1)
+        base = rlhf.RLHFConfig.from_yaml(args.config).replace(**_key_values(args.overrides, "--set"))
+        spec = sweep.SweepSpec(
+            base=base,
+            algos=tuple(a.strip() for a in args.algos.split(",")),
+            seeds=tuple(range(args.seeds)),
+            envs=None if args.envs is None else tuple(e.strip() for e in args.envs.split(",")),
+            workers=args.workers,
+            max_retries=args.max_retries,
+        )
+        trials = spec.trials()
+        counts = {"done": 0, "running": 0, "failed": 0}
+        bar = tqdm(total=len(trials), desc="trials", unit="trial", disable=args.no_progress)
+
+        def on_event(kind: str, trial: str, detail: str) -> None:
+            if kind == "start":
+                counts["running"] += 1
+            elif kind in ("done", "failed", "retry"):
+                counts["running"] -= 1
+            if kind in ("done", "skipped"):
+                counts["done"] += 1
+                bar.update(1)
+            elif kind == "failed":
+                counts["failed"] += 1
+                bar.update(1)
+            bar.set_postfix(counts, refresh=True)
+            if kind in ("failed", "retry"):
+                bar.write(f"{trial}: {kind}: {detail}")
+
+        with bar:
+            result = sweep.run_sweep(
+                spec, args.output_dir, args.name or f"sweep-{args.config.stem}", on_event=on_event, command=command
+            )
+    except gym_error.DependencyNotInstalled:
+        fail('an environment needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"')
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+        fail(str(err).replace("\n", " "))
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    print(f"sweep    {result.sweep_dir}")
+    print(f"trials   {len(result.done)} run, {len(result.skipped)} already complete, {len(result.failed)} failed")
+    for trial, error in result.failed.items():
+        print(f"failed   {trial}: {error}")
+    return 0 if result.ok else 1

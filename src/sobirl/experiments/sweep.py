@@ -1,0 +1,552 @@
+"""Sweeps: a grid of deep RLHF trials (environments x algorithms x seeds) on a local process pool, resumable.
+
+Every trial is one ``sobirl rlhf`` run (:class:`~sobirl.rlhf.trainer.RLHFTrainer`) with the base config's fields and
+its own ``env``, ``algo`` and ``seed``. The sweep lives in one directory, not timestamped, so that running the same
+sweep again finds it::
+
+    <root>/<name>/
+        sweep.yaml          the grid: base config, algos, seeds, envs, max_retries (written by the first run)
+        failures.yaml       the trials that failed in the latest run, with their errors (absent when none failed)
+        rlhf-<env>-<algo>-seed<seed>/   one rlhf run directory per trial (config.yaml, metrics.csv, checkpoints/, ...)
+
+:func:`run_sweep` checks everything it can before it writes anything, then runs what is missing: a trial whose
+``metrics.csv`` reaches ``total_steps`` is skipped, one with a checkpoint is resumed from it, any other is started
+afresh. Trials run side by side in worker processes, ``workers`` at a time; a failed trial (an exception, or a
+worker process that died) is retried, from its checkpoint when it has one, up to ``max_retries`` times, then
+reported in :class:`SweepResult` and ``failures.yaml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from sobirl.experiments.rlhf_plots import plot_returns
+from sobirl.experiments.rundir import CONFIG_FILE, write_config
+from sobirl.rlhf.trainer import (
+    ALGOS,
+    RETURN_PLOT,
+    RLHFConfig,
+    RLHFTrainer,
+    check_device,
+    latest_checkpoint,
+    make_env,
+    read_metrics,
+)
+from sobirl.validation import check_choice, check_int
+
+SWEEP_FILE = "sweep.yaml"
+FAILURES_FILE = "failures.yaml"
+EVENTS = ("start", "done", "skipped", "retry", "failed")
+"""Kinds of :func:`run_sweep`'s ``on_event`` calls: a trial is submitted to a worker (detail: the attempt and
+whether it resumes), finished all its steps, was already complete, failed and goes back in the queue, failed for
+good (detail: the error)."""
+
+EventHandler = Callable[[str, str, str], None]
+"""``on_event(kind, trial_name, detail)``: ``kind`` one of :data:`EVENTS`, ``detail`` one line for people."""
+
+_GRID_FIELDS = ("env", "algo", "seed")  # set per trial: the base config's own values are not part of the grid
+_SWEEP_HEADER = "# base: the config every trial shares; its env, algo and seed are replaced by each trial's\n"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")  # env ids may hold '/' or ':' (namespaces, entry points)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a sweep.
+
+    Attributes:
+        name: the trial's run directory name in the sweep directory, ``rlhf-<env>-<algo>-seed<seed>``.
+        config: the resolved config: the base config with the trial's env, algo and seed.
+    """
+
+    name: str
+    config: RLHFConfig
+
+
+def trial_name(env: str, algo: str, seed: int) -> str:
+    """The run directory name of a trial, ``rlhf-<env>-<algo>-seed<seed>`` (``sobirl rlhf``'s default name without
+    the timestamp); characters of the env id that are unsafe in a path become ``_``."""
+    return f"rlhf-{_UNSAFE.sub('_', env)}-{algo}-seed{seed}"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of RLHF trials and how to run it; validated at construction (:meth:`check_runnable` checks what needs
+    the machine: the device and the environments).
+
+    Attributes:
+        base: the config every trial shares; its ``env``, ``algo`` and ``seed`` are replaced by each trial's.
+        algos: algorithms of the grid, each one of ``trainer.ALGOS``, no repeats.
+        seeds: seeds of the grid, integers >= 0, at least one, no repeats.
+        envs: gymnasium environment ids of the grid, no repeats; None: the base config's env. Always a tuple after
+            construction.
+        workers: trials running at the same time, each in its own process (>= 1).
+        max_retries: further attempts of a failed trial before it is reported as failed (>= 0).
+    """
+
+    base: RLHFConfig
+    algos: tuple[str, ...]
+    seeds: tuple[int, ...]
+    envs: tuple[str, ...] | None = None
+    workers: int = 1
+    max_retries: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, RLHFConfig):
+            raise TypeError(f"base must be an RLHFConfig, got {type(self.base).__name__}")
+        envs = (self.base.env,) if self.envs is None else self.envs
+        for name, values in (("algos", self.algos), ("seeds", self.seeds), ("envs", envs)):
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):  # "sobirl" is not 6 algos
+                raise TypeError(f"{name} must be a sequence, got {type(values).__name__}")
+            values = tuple(values)  # YAML and the CLI give lists
+            object.__setattr__(self, name, values)
+            if not values:
+                raise ValueError(f"{name} must hold at least one value")
+            repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name} must not repeat a value, got {', '.join(repeated)} more than once")
+        for algo in self.algos:
+            check_choice("algo", algo, ALGOS)
+        for seed in self.seeds:
+            check_int("seed", seed)
+        for env in self.envs or ():
+            if not isinstance(env, str) or not env:
+                raise ValueError(f"envs must hold gymnasium environment ids, got {env!r}")
+        check_int("workers", self.workers, low=1)
+        check_int("max_retries", self.max_retries)
+        names = [trial.name for trial in self.trials()]  # also validates every trial's config
+        if len(set(names)) < len(names):
+            raise ValueError(f"envs {', '.join(self.envs)} give the same trial directory names; rename or drop one")
+
+    def trials(self) -> tuple[Trial, ...]:
+        """The grid, seeds outermost, then envs, then algos: a sweep stopped early still has every algorithm on
+        the first seeds, which is what a comparison needs first.
+
+        Raises:
+            ValueError: a trial's config is invalid (e.g. an estimator the algorithm does not take), naming it.
+        """
+        trials = []
+        for seed in self.seeds:
+            for env in self.envs or ():
+                for algo in self.algos:
+                    name = trial_name(env, algo, seed)
+                    try:
+                        config = self.base.replace(env=env, algo=algo, seed=seed)
+                    except (ValueError, TypeError) as err:
+                        raise type(err)(f"trial {name}: {err}") from err
+                    trials.append(Trial(name, config))
+        return tuple(trials)
+
+    def check_runnable(self) -> None:
+        """Check what the trials need of this machine: the device and every environment (made once and closed).
+
+        Raises:
+            ValueError: the device is unavailable, or an env id is unknown or unsuitable (naming the env and the
+                problem, see ``trainer.make_env``).
+            gymnasium.error.DependencyNotInstalled: an environment needs an uninstalled extra (MuJoCo).
+        """
+        check_device(self.base.device)
+        for env in self.envs or ():
+            make_env(self.base.replace(env=env)).close()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sweep as plain YAML values (``sweep.yaml``); ``workers`` is left out: it says how this machine runs
+        the sweep, not what the sweep is."""
+        return {
+            "base": self.base.to_dict(),
+            "algos": list(self.algos),
+            "seeds": list(self.seeds),
+            "envs": list(self.envs or ()),
+            "max_retries": self.max_retries,
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, workers: int = 1) -> SweepSpec:
+        """The spec in a mapping such as :meth:`to_dict`'s (``envs`` and ``max_retries`` optional).
+
+        Raises:
+            ValueError: a key is unknown or missing, or a value is invalid.
+        """
+        keys = ("base", "algos", "seeds", "envs", "max_retries")
+        unknown = [str(k) for k in values if k not in keys]
+        if unknown:
+            raise ValueError(f"unknown sweep keys {', '.join(unknown)}; valid: {', '.join(keys)}")
+        missing = [k for k in ("base", "algos", "seeds") if k not in values]
+        if missing:
+            raise ValueError(f"a sweep needs the keys {', '.join(missing)}")
+        if not isinstance(values["base"], Mapping):
+            raise ValueError(f"base must be a mapping of config fields, got {type(values['base']).__name__}")
+        return cls(
+            base=RLHFConfig.from_dict(values["base"]),
+            algos=values["algos"],
+            seeds=values["seeds"],
+            envs=values.get("envs"),
+            workers=workers,
+            max_retries=values.get("max_retries", 1),
+        )
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did, trial names in grid order.
+
+    Attributes:
+        sweep_dir: the sweep directory.
+        done: trials that ran (started or resumed) to their last step in this run.
+        skipped: trials that were already complete.
+        failed: trials that failed on every attempt: name -> the last attempt's error (one line).
+    """
+
+    sweep_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every trial is complete (none failed)."""
+        return not self.failed
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """What a worker process needs to run one attempt of a trial (picklable).
+
+    Attributes:
+        name: the trial's name.
+        config: the trial's config.
+        run_dir: the trial's run directory (absent, partial, resumable).
+        command: the command line recorded in a fresh run's ``config.yaml``.
+    """
+
+    name: str
+    config: RLHFConfig
+    run_dir: Path
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What a worker process returns for one attempt: the final numbers, or the error that ended it.
+
+    Attributes:
+        name: the trial's name.
+        error: None on success, else the exception's type and message on one line.
+        traceback: the full traceback of ``error``.
+        resumed_from: the agent steps of the checkpoint the attempt resumed from; None for a fresh start.
+        agent_steps: agent steps of the last metrics row.
+        eval_return: evaluation return of the last metrics row.
+    """
+
+    name: str
+    error: str | None = None
+    traceback: str | None = None
+    resumed_from: int | None = None
+    agent_steps: int = 0
+    eval_return: float = math.nan
+
+
+def run_trial(task: TrialTask) -> TrialOutcome:
+    """Run one attempt of a trial in this process (the worker function; top level, so spawn can pickle it).
+
+    Resumes from the run directory's latest checkpoint when it has one (after checking that its ``config.yaml`` is
+    the trial's config), else starts afresh in a new directory (a partial one without a checkpoint is removed: a
+    run killed before its first checkpoint has nothing to continue from). Writes ``return.png`` at the end, like
+    ``sobirl rlhf``. An exception is returned in the outcome, never raised: the sweep goes on with other trials.
+    """
+    if task.config.threads is None:
+        torch.set_num_threads(1)  # trials run side by side, one per core (RLHFTrainer sets the config's threads)
+    resumed_from = None
+    try:
+        run_dir = Path(task.run_dir)
+        if latest_checkpoint(run_dir) is not None:
+            stored = RLHFConfig.from_yaml(run_dir / CONFIG_FILE)
+            if stored != task.config:  # sweep.yaml is checked, but a trial directory may have been edited or copied
+                raise ValueError(
+                    f"{run_dir / CONFIG_FILE} is not this trial's config; move the directory away to rerun the trial"
+                )
+            trainer = RLHFTrainer.resume(run_dir)
+            resumed_from = trainer.steps
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir()
+            write_config(run_dir, {"experiment": "rlhf", **task.config.to_dict()}, command=task.command)
+            trainer = RLHFTrainer(task.config, run_dir)
+        trainer.run()
+        rows = read_metrics(run_dir)
+        c = task.config
+        plot_returns(rows, run_dir / RETURN_PLOT, title=f"{c.algo} on {c.env}, seed {c.seed}")
+        last = rows[-1]
+        return TrialOutcome(
+            task.name, resumed_from=resumed_from, agent_steps=int(last["agent_steps"]), eval_return=last["eval_return"]
+        )
+    except Exception as err:  # reported to the parent; a KeyboardInterrupt still stops the worker
+        return TrialOutcome(
+            task.name, error=_one_line(err), traceback=traceback.format_exc(), resumed_from=resumed_from
+        )
+
+
+def is_complete(run_dir: str | os.PathLike[str], total_steps: int) -> bool:
+    """Whether ``run_dir/metrics.csv`` has its row at ``total_steps`` (the run's last row); False when it is
+    missing or unreadable. Checkpoints do not count: they may be deleted to save space once a run is done."""
+    try:
+        rows = read_metrics(run_dir)
+    except (OSError, ValueError, csv.Error):  # absent, or cut mid-row by a kill
+        return False
+    return bool(rows) and rows[-1].get("agent_steps") == total_steps
+
+
+def run_sweep(
+    spec: SweepSpec,
+    root: str | os.PathLike[str],
+    name: str,
+    *,
+    on_event: EventHandler | None = None,
+    command: Sequence[str] | None = None,
+) -> SweepResult:
+    """Run the trials of ``spec`` that are not complete in ``root/name``, ``spec.workers`` at a time.
+
+    Before anything is written, the machine is checked (:meth:`SweepSpec.check_runnable`), and an existing
+    ``sweep.yaml`` must hold the same grid (``workers`` and ``max_retries`` may change between runs). Then each
+    trial is skipped (complete), resumed (it has a checkpoint) or started; a failed attempt is retried up to
+    ``spec.max_retries`` times, at the end of the queue. Each slot runs its trials in its own single-process
+    executor, so a worker that dies (killed, out of memory) fails only its own trial. ``failures.yaml`` is
+    removed at the start and written at the end when a trial failed. Interrupting the sweep (Ctrl-C reaches the
+    workers too) loses at most each running trial's steps since its last checkpoint: run it again to go on.
+
+    Args:
+        spec: the sweep.
+        root: parent of the sweep directory; created if missing.
+        name: the sweep directory's name, a single path component.
+        on_event: called in this process as ``on_event(kind, trial_name, detail)`` for every event of
+            :data:`EVENTS`, e.g. to show done / running / failed counts.
+        command: the command line recorded in each new trial's ``config.yaml``; defaults to ``sys.argv``.
+
+    Returns:
+        The done, skipped and failed trials.
+
+    Raises:
+        ValueError: ``name`` is not a single path component, the machine cannot run the trials, or the sweep
+            directory holds a different sweep.
+        BlockingIOError: another process is running this sweep.
+        gymnasium.error.DependencyNotInstalled: an environment needs MuJoCo, which is not installed.
+    """
+    if not isinstance(name, str) or not name or name in {".", ".."} or Path(name).name != name or "\\" in name:
+        raise ValueError(f"sweep name must be a non-empty single path component, got {name!r}")
+    spec.check_runnable()
+    sweep_dir = Path(root) / name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    result = SweepResult(sweep_dir)
+    emit: EventHandler = on_event or (lambda kind, trial, detail: None)
+    with _locked(sweep_dir):
+        _write_or_check_spec(spec, sweep_dir)
+        (sweep_dir / FAILURES_FILE).unlink(missing_ok=True)
+        trials = spec.trials()
+        todo = []
+        for trial in trials:
+            if is_complete(sweep_dir / trial.name, trial.config.total_steps):
+                result.skipped.append(trial.name)
+                emit("skipped", trial.name, f"complete ({trial.config.total_steps} agent steps)")
+            else:
+                todo.append(trial)
+        failures: dict[str, dict[str, Any]] = {}
+        try:
+            _run_trials(spec, sweep_dir, todo, tuple(sys.argv if command is None else command), result, failures, emit)
+        finally:  # also on an interrupt: the failures so far are on disk
+            if failures:
+                _write_yaml(sweep_dir / FAILURES_FILE, failures)
+        order = {trial.name: i for i, trial in enumerate(trials)}
+        result.done.sort(key=order.__getitem__)
+        result.failed = dict(sorted(result.failed.items(), key=lambda item: order[item[0]]))
+    return result
+
+
+def _run_trials(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    trials: Sequence[Trial],
+    command: tuple[str, ...],
+    result: SweepResult,
+    failures: dict[str, dict[str, Any]],
+    emit: EventHandler,
+) -> None:
+    """The scheduling loop of :func:`run_sweep`: keep every slot busy, collect outcomes, requeue failed attempts."""
+    queue = deque(trials)
+    attempts = dict.fromkeys((t.name for t in trials), 0)
+    allowed = 1 + spec.max_retries
+    # one single-process executor per slot: a dead worker breaks its own executor only, so the crash is pinned on
+    # the right trial and the other running trials go on (a shared pool would kill them all)
+    slots: list[ProcessPoolExecutor | None] = [None] * min(spec.workers, len(queue))
+    running: dict[Future[TrialOutcome], tuple[Trial, int]] = {}
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch or CUDA has started threads
+    try:
+        while queue or running:
+            busy = {slot for _, slot in running.values()}
+            for slot in range(len(slots)):
+                if slot in busy or not queue:
+                    continue
+                trial = queue.popleft()
+                attempts[trial.name] += 1
+                run_dir = sweep_dir / trial.name
+                checkpoint = latest_checkpoint(run_dir)
+                how = "fresh" if checkpoint is None else f"resume from {checkpoint.name.replace('-', ' ')}"
+                emit("start", trial.name, f"attempt {attempts[trial.name]} of {allowed}, {how}")
+                task = TrialTask(trial.name, trial.config, run_dir, command)
+                running[_submit(slots, slot, context, task)] = (trial, slot)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: running[f][1]):  # slot order: deterministic events
+                trial, slot = running.pop(future)
+                outcome = _outcome(future, trial.name)
+                executor = slots[slot]
+                if executor is not None and isinstance(future.exception(), BrokenProcessPool):
+                    executor.shutdown(wait=True)
+                    slots[slot] = None  # a fresh process for the slot's next trial
+                if outcome.error is None:
+                    result.done.append(trial.name)
+                    resumed = "" if outcome.resumed_from is None else f", resumed from step {outcome.resumed_from}"
+                    emit(
+                        "done",
+                        trial.name,
+                        f"{outcome.agent_steps} agent steps, eval return {outcome.eval_return:.4g}{resumed}",
+                    )
+                elif attempts[trial.name] < allowed:
+                    queue.append(trial)  # at the end: a transient failure (memory, a busy device) may have cleared
+                    emit("retry", trial.name, f"attempt {attempts[trial.name]} of {allowed} failed: {outcome.error}")
+                else:
+                    result.failed[trial.name] = outcome.error
+                    failures[trial.name] = {"error": outcome.error, "attempts": attempts[trial.name]}
+                    if outcome.traceback:
+                        failures[trial.name]["traceback"] = outcome.traceback
+                    emit("failed", trial.name, outcome.error)
+    finally:
+        for executor in slots:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit(
+    slots: list[ProcessPoolExecutor | None], slot: int, context: BaseContext, task: TrialTask
+) -> Future[TrialOutcome]:
+    """Submit ``task`` to the slot's executor; start one (with a fresh worker process) when the slot has none or
+    its worker died between two trials."""
+    executor = slots[slot]
+    if executor is not None:
+        try:
+            return executor.submit(run_trial, task)
+        except BrokenProcessPool:
+            executor.shutdown(wait=True)
+    executor = ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+    )
+    slots[slot] = executor
+    return executor.submit(run_trial, task)
+
+
+def _outcome(future: Future[TrialOutcome], name: str) -> TrialOutcome:
+    """The outcome of a finished attempt; a dead worker or an error outside :func:`run_trial` as a failed one."""
+    err = future.exception()
+    if err is None:
+        return future.result()
+    if isinstance(err, BrokenProcessPool):
+        return TrialOutcome(name, error=f"the worker process died (killed, out of memory or crashed): {err}")
+    return TrialOutcome(name, error=_one_line(err))
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the sweep process is gone (killed), so no orphan keeps writing a trial that
+    the next run of the sweep would run again."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _locked(sweep_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the sweep directory (released when this process ends, even killed): two runs of
+    one sweep would run the same trials into the same directories. No lock where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(sweep_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BlockingIOError(
+                f"sweep {sweep_dir} is being run by another process; wait for it to finish or stop it"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_or_check_spec(spec: SweepSpec, sweep_dir: Path) -> None:
+    """Write ``sweep.yaml``, or check that the existing one holds the same grid (base config without the grid
+    fields, algos, seeds, envs); a different one is refused rather than mixing two grids in one directory."""
+    path = sweep_dir / SWEEP_FILE
+    if not path.exists():
+        _write_yaml(path, spec.to_dict(), header=_SWEEP_HEADER)
+        return
+    try:
+        stored = SweepSpec.from_dict(yaml.safe_load(path.read_text()) or {})
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError) as err:
+        raise ValueError(
+            f"{path} is not a readable sweep file ({_one_line(err)}); move it away or use another name"
+        ) from err
+    differences = [
+        f"{key}: {list(getattr(stored, key))} in {SWEEP_FILE}, {list(getattr(spec, key))} given"
+        for key in ("algos", "seeds", "envs")
+        if getattr(stored, key) != getattr(spec, key)
+    ]
+    old, new = _shared_fields(stored.base), _shared_fields(spec.base)
+    differences += [
+        f"base {key}: {old[key]!r} in {SWEEP_FILE}, {new[key]!r} given" for key in new if old[key] != new[key]
+    ]
+    if differences:
+        raise ValueError(
+            f"{sweep_dir} holds a different sweep ({'; '.join(differences)}); rerun it with its own settings or "
+            "choose another sweep name"
+        )
+
+
+def _shared_fields(config: RLHFConfig) -> dict[str, Any]:
+    """The config fields every trial takes from the base config."""
+    return {k: v for k, v in config.to_dict().items() if k not in _GRID_FIELDS}
+
+
+def _write_yaml(path: Path, values: Any, *, header: str = "") -> None:
+    """Write a YAML file atomically (a kill leaves the old file or the new one, never half of one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump(values, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as ``Type: message`` on one line."""
+    return " ".join(f"{type(err).__name__}: {err}".split())

@@ -1,0 +1,350 @@
+"""Sweeps of tiny RLHF trials: the grid, validation before any write, parallel runs equal to direct ones, skipping,
+resuming a killed sweep, retries of failed and crashed trials, and refusing a different grid in the same directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smoke import SMOKE
+from sobirl.cli import main
+from sobirl.experiments import sweep as sweep_module
+from sobirl.experiments.rundir import write_config
+from sobirl.experiments.sweep import (
+    FAILURES_FILE,
+    SWEEP_FILE,
+    SweepSpec,
+    is_complete,
+    run_sweep,
+    trial_name,
+)
+from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
+
+TINY = {**SMOKE, "checkpoint_interval": 100}  # a checkpoint at every evaluation
+TIMING = {"steps_per_s", "wall_time"}
+COMMAND = ["sobirl", "sweep", "--name", "test"]
+
+
+def base(**changes: object) -> RLHFConfig:
+    return RLHFConfig(**{**TINY, "total_steps": 200, **changes})
+
+
+def untimed(rows: list[dict[str, float]]) -> list[dict[str, float | None]]:
+    """The rows without the timing columns, NaN as None (NaN != NaN)."""
+    return [{k: None if math.isnan(v) else v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def recorder(events: list[tuple[str, str, str]]):
+    return lambda kind, name, detail: events.append((kind, name, detail))
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root``: contents and modification time."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+# ---- the grid and validation ------------------------------------------------------------------------------------
+
+
+def test_grid_names_and_configs():
+    spec = SweepSpec(base(reward_lr=1e-3, seed=9), algos=("drlhf", "sobirl"), seeds=(3, 1))
+    trials = spec.trials()
+    assert [t.name for t in trials] == [
+        "rlhf-Pendulum-v1-drlhf-seed3",
+        "rlhf-Pendulum-v1-sobirl-seed3",
+        "rlhf-Pendulum-v1-drlhf-seed1",
+        "rlhf-Pendulum-v1-sobirl-seed1",
+    ]
+    assert spec.envs == ("Pendulum-v1",) and spec.workers == 1 and spec.max_retries == 1
+    for trial, (algo, seed) in zip(trials, [("drlhf", 3), ("sobirl", 3), ("drlhf", 1), ("sobirl", 1)], strict=True):
+        assert (trial.config.env, trial.config.algo, trial.config.seed) == ("Pendulum-v1", algo, seed)
+        assert trial.config == base(reward_lr=1e-3, algo=algo, seed=seed)  # every other field from the base
+    assert spec.trials() == trials  # deterministic
+    # lists (YAML, the CLI) become tuples; the dict form round-trips to the same grid
+    again = SweepSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())), workers=3)
+    assert again.trials() == trials and again.workers == 3 and again.algos == ("drlhf", "sobirl")
+    assert trial_name("ALE/Pong-v5", "pbrl", 0) == "rlhf-ALE_Pong-v5-pbrl-seed0"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"algos": ("sobirl", "pbrl-x")},
+            "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward",
+        ),
+        ({"envs": ("Pendulum-v1", "Pendulm-v1")}, "unknown env 'Pendulm-v1'"),
+        ({"envs": ("CartPole-v1",)}, "env 'CartPole-v1' has action_space Discrete(2); deep RLHF needs 1-D Box"),
+        ({"envs": ()}, "envs must hold at least one value"),
+        ({"workers": 0}, "workers must be an integer >= 1, got 0"),
+        ({"seeds": ()}, "seeds must hold at least one value"),
+        ({"seeds": (0, 1, 0)}, "seeds must not repeat a value, got 0 more than once"),
+        ({"seeds": (-1,)}, "seed must be an integer >= 0, got -1"),
+        ({"algos": ("pbrl", "pbrl")}, "algos must not repeat a value, got 'pbrl' more than once"),
+        ({"max_retries": -1}, "max_retries must be an integer >= 0, got -1"),
+        (
+            {"algos": ("sobirl", "hpgd"), "base": base(estimator="one-step")},
+            "trial rlhf-Pendulum-v1-hpgd-seed0: estimator of rule 'hpgd' must be one of ['monte-carlo']",
+        ),
+        ({"base": base(fragment_length=60)}, "fragment_length (60) is longer than the episodes of Pendulum-v1"),
+        ({"name": "a/b"}, "sweep name must be a non-empty single path component, got 'a/b'"),
+    ],
+)
+def test_bad_input_is_rejected_before_anything_is_written(changes, message, tmp_path):
+    kwargs = {"base": base(), "algos": ("sobirl",), "seeds": (0,), **changes}
+    name = kwargs.pop("name", "sweep")
+    root = tmp_path / "sweeps"
+    with pytest.raises(ValueError) as exc:
+        run_sweep(SweepSpec(**kwargs), root, name)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+    assert not root.exists()
+
+
+# ---- a finished two-worker sweep, shared by the tests below -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A 2-worker sweep of 2 tiny trials (200 agent steps each), run once."""
+    root = tmp_path_factory.mktemp("sweeps")
+    spec = SweepSpec(base(), algos=("sobirl", "sac-true-reward"), seeds=(1,), workers=2)
+    events: list[tuple[str, str, str]] = []
+    result = run_sweep(spec, root, "grid", on_event=recorder(events), command=COMMAND)
+    return spec, root, result, events
+
+
+def test_two_workers_complete_the_grid_with_the_metrics_of_direct_runs(finished, tmp_path):
+    spec, root, result, events = finished
+    names = ["rlhf-Pendulum-v1-sobirl-seed1", "rlhf-Pendulum-v1-sac-true-reward-seed1"]
+    assert result.sweep_dir == root / "grid" and result.ok
+    assert (result.done, result.skipped, result.failed) == (names, [], {})
+    # both trials were running before either finished
+    assert [kind for kind, _, _ in events[:2]] == ["start", "start"]
+    assert sorted(events[:2]) == sorted(("start", n, "attempt 1 of 2, fresh") for n in names)
+    assert sorted((kind, name) for kind, name, _ in events[2:]) == sorted(("done", n) for n in names)
+    assert all(re.fullmatch(r"200 agent steps, eval return -?[\d.]+", detail) for _, _, detail in events[2:])
+    assert sorted(p.name for p in result.sweep_dir.iterdir()) == sorted([SWEEP_FILE, *names])
+    stored = yaml.safe_load((result.sweep_dir / SWEEP_FILE).read_text())
+    assert stored == spec.to_dict() and stored["algos"] == ["sobirl", "sac-true-reward"] and stored["seeds"] == [1]
+    for trial in spec.trials():
+        run_dir = result.sweep_dir / trial.name
+        written = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert written["experiment"] == "rlhf" and written["command_line"] == " ".join(COMMAND)
+        assert RLHFConfig.from_dict(written) == trial.config
+        assert (run_dir / "return.png").is_file() and latest_checkpoint(run_dir).name == "step-200"
+        rows = read_metrics(run_dir)
+        assert [r["agent_steps"] for r in rows] == [100, 200] and [r["iteration"] for r in rows] == [1, 2]
+        direct = tmp_path / trial.name  # the same trial in this process: same seed, same metrics
+        direct.mkdir()
+        assert untimed(RLHFTrainer(trial.config, direct).run()) == untimed(rows)
+
+
+def test_rerun_skips_every_complete_trial_and_runs_nothing(finished, monkeypatch):
+    spec, root, _, _ = finished
+    before = snapshot(root)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a complete sweep started a worker process")
+
+    monkeypatch.setattr(sweep_module, "ProcessPoolExecutor", no_process)
+    # workers, max_retries and the base's own env/algo/seed (replaced by the grid's) may change between runs
+    same_grid = dataclasses.replace(spec, workers=1, max_retries=3, base=spec.base.replace(algo="drlhf", seed=7))
+    events: list[tuple[str, str, str]] = []
+    again = run_sweep(same_grid, root, "grid", on_event=recorder(events))
+    assert (again.done, again.failed) == ([], {}) and again.skipped == [t.name for t in spec.trials()]
+    assert events == [("skipped", t.name, "complete (200 agent steps)") for t in spec.trials()]
+    assert snapshot(root) == before  # nothing rewritten: metrics, checkpoints, sweep.yaml
+
+
+def test_a_different_grid_in_the_same_directory_is_refused(finished):
+    spec, root, _, _ = finished
+    before = snapshot(root)
+    for changes, message in (
+        ({"algos": ("sobirl",)}, "algos: ['sobirl', 'sac-true-reward'] in sweep.yaml, ['sobirl'] given"),
+        ({"seeds": (1, 2)}, "seeds: [1] in sweep.yaml, [1, 2] given"),
+        ({"base": spec.base.replace(reward_lr=1e-3)}, "base reward_lr: 0.0003 in sweep.yaml, 0.001 given"),
+    ):
+        with pytest.raises(ValueError) as exc:
+            run_sweep(dataclasses.replace(spec, **changes), root, "grid")
+        assert f"{root / 'grid'} holds a different sweep ({message}); rerun it with its own settings" in str(exc.value)
+    assert snapshot(root) == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl")
+def test_a_sweep_being_run_is_not_run_twice(finished):
+    import fcntl
+
+    spec, root, _, _ = finished
+    fd = os.open(root / "grid", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running sweep holds
+        with pytest.raises(BlockingIOError, match="is being run by another process"):
+            run_sweep(spec, root, "grid")
+    finally:
+        os.close(fd)
+
+
+# ---- an interrupted sweep, failures and crashes --------------------------------------------------------------------
+
+_RUN = (  # a trial run in its own process, to be killed
+    "import sys; from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer; "
+    "RLHFTrainer(RLHFConfig.from_yaml(sys.argv[1] + '/config.yaml'), sys.argv[1]).run()"
+)
+
+
+def start_trial_dir(sweep_dir: Path, config: RLHFConfig) -> Path:
+    run_dir = sweep_dir / trial_name(config.env, config.algo, config.seed)
+    run_dir.mkdir(parents=True)
+    write_config(run_dir, {"experiment": "rlhf", **config.to_dict()}, command=COMMAND)
+    return run_dir
+
+
+def test_an_interrupted_sweep_completes_only_the_missing_work(tmp_path):
+    spec = SweepSpec(base(total_steps=400), algos=("sobirl",), seeds=(0, 1, 2))
+    done, killed, partial = (t.config for t in spec.trials())
+    sweep_dir = tmp_path / "sweep"
+    # seed 0 finished
+    RLHFTrainer(done, start_trial_dir(sweep_dir, done)).run()
+    # seed 1 killed after its first checkpoint
+    killed_dir = start_trial_dir(sweep_dir, killed)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _RUN, str(killed_dir)], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and latest_checkpoint(killed_dir) is None:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    checkpoint = int(latest_checkpoint(killed_dir).name.removeprefix("step-"))
+    assert checkpoint < 400 and not is_complete(killed_dir, 400)
+    # seed 2 killed before its first checkpoint: a row, no checkpoint
+    partial_dir = start_trial_dir(sweep_dir, partial)
+    (partial_dir / "metrics.csv").write_text("iteration,agent_steps\n1,100\n")
+    finished_before = snapshot(sweep_dir / "rlhf-Pendulum-v1-sobirl-seed0")
+
+    events: list[tuple[str, str, str]] = []
+    result = run_sweep(spec, tmp_path, "sweep", on_event=recorder(events))
+    names = [t.name for t in spec.trials()]
+    assert (result.skipped, result.done, result.failed) == (names[:1], names[1:], {})
+    assert [(kind, name) for kind, name, _ in events] == [
+        ("skipped", names[0]),
+        ("start", names[1]),
+        ("done", names[1]),
+        ("start", names[2]),
+        ("done", names[2]),
+    ]
+    assert events[1][2] == f"attempt 1 of 2, resume from step {checkpoint}"
+    assert events[2][2].endswith(f", resumed from step {checkpoint}") and events[3][2] == "attempt 1 of 2, fresh"
+    assert snapshot(sweep_dir / names[0]) == finished_before
+    for name in names[1:]:  # neither lost nor duplicated rows
+        rows = read_metrics(sweep_dir / name)
+        assert [r["agent_steps"] for r in rows] == [100, 200, 300, 400] and [r["iteration"] for r in rows] == [
+            1,
+            2,
+            3,
+            4,
+        ]
+    assert not (sweep_dir / FAILURES_FILE).exists()
+
+
+def test_failed_and_crashed_trials_are_retried_then_reported(tmp_path):
+    spec = SweepSpec(base(total_steps=300), algos=("sobirl",), seeds=(0, 1), max_retries=1)
+    broken, crashing = (t.name for t in spec.trials())
+    sweep_dir = tmp_path / "sweep"
+    # seed 0 fails on every attempt: its checkpoint is corrupt
+    broken_dir = start_trial_dir(sweep_dir, spec.trials()[0].config)
+    (broken_dir / "checkpoints" / "step-100").mkdir(parents=True)
+    (broken_dir / "checkpoints" / "step-100" / "state.pt").write_bytes(b"not a checkpoint")
+
+    # seed 1's worker process is killed after the trial's first checkpoint, on its first attempt only
+    killers: list[threading.Thread] = []
+
+    def kill_after_first_checkpoint() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and latest_checkpoint(sweep_dir / crashing) is None:
+            time.sleep(0.005)
+        (worker,) = multiprocessing.active_children()
+        os.kill(worker.pid, signal.SIGKILL)
+
+    events: list[tuple[str, str, str]] = []
+
+    def on_event(kind: str, name: str, detail: str) -> None:
+        events.append((kind, name, detail))
+        if (kind, name, detail) == ("start", crashing, "attempt 1 of 2, fresh"):
+            killers.append(threading.Thread(target=kill_after_first_checkpoint))
+            killers[-1].start()
+
+    result = run_sweep(spec, tmp_path, "sweep", on_event=on_event)
+    for killer in killers:
+        killer.join()
+    assert [(kind, name) for kind, name, _ in events] == [
+        ("start", broken),
+        ("retry", broken),
+        ("start", crashing),
+        ("retry", crashing),
+        ("start", broken),
+        ("failed", broken),
+        ("start", crashing),
+        ("done", crashing),
+    ]
+    assert events[0][2] == "attempt 1 of 2, resume from step 100" and events[4][2].startswith("attempt 2 of 2")
+    error = events[5][2]
+    assert error.startswith("UnpicklingError: ") and events[1][2] == f"attempt 1 of 2 failed: {error}"
+    assert events[3][2].startswith("attempt 1 of 2 failed: the worker process died")
+    assert re.fullmatch(r"attempt 2 of 2, resume from step [12]00", events[6][2])
+    assert (result.done, result.skipped, result.failed) == ([crashing], [], {broken: error})
+    failures = yaml.safe_load((sweep_dir / FAILURES_FILE).read_text())
+    assert list(failures) == [broken] and failures[broken]["error"] == error and failures[broken]["attempts"] == 2
+    assert "Traceback" in failures[broken]["traceback"] and "RLHFTrainer.resume" in failures[broken]["traceback"]
+    rows = read_metrics(sweep_dir / crashing)  # resumed after the crash: no row lost or repeated
+    assert [r["agent_steps"] for r in rows] == [100, 200, 300] and [r["iteration"] for r in rows] == [1, 2, 3]
+
+    # without the corrupt checkpoint, the next run starts seed 0 afresh and clears failures.yaml
+    (broken_dir / "checkpoints" / "step-100" / "state.pt").unlink()
+    events.clear()
+    result = run_sweep(spec, tmp_path, "sweep", on_event=recorder(events))
+    assert (result.done, result.skipped, result.failed) == ([broken], [crashing], {})
+    assert [(kind, name, detail) for kind, name, detail in events[:2]] == [
+        ("skipped", crashing, "complete (300 agent steps)"),
+        ("start", broken, "attempt 1 of 2, fresh"),
+    ]
+    assert [r["agent_steps"] for r in read_metrics(broken_dir)] == [100, 200, 300]
+    assert not (sweep_dir / FAILURES_FILE).exists()
+
+
+def test_cli_runs_then_skips_and_rejects_bad_grids(tmp_path, capsys):
+    config = tmp_path / "base.yaml"
+    config.write_text(yaml.safe_dump(base().to_dict()))
+    argv = ["sweep", str(config), "--algos", "drlhf,sac-true-reward", "--seeds", "1", "--workers", "2"]
+    argv += ["--output-dir", str(tmp_path / "runs"), "--name", "grid", "--no-progress"]
+    assert main(argv) == 0
+    assert "trials   2 run, 0 already complete, 0 failed" in capsys.readouterr().out
+    for algo in ("drlhf", "sac-true-reward"):
+        assert [
+            r["agent_steps"] for r in read_metrics(tmp_path / "runs" / "grid" / f"rlhf-Pendulum-v1-{algo}-seed0")
+        ] == [
+            100,
+            200,
+        ]
+    assert main(argv) == 0
+    assert "trials   0 run, 2 already complete, 0 failed" in capsys.readouterr().out
+    bad = ["sweep", str(config), "--algos", "drlhf,parl", "--output-dir", str(tmp_path / "other")]
+    with pytest.raises(SystemExit) as exc:
+        main(bad)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "'parl'" in err
+    assert "drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward" in err and not (tmp_path / "other").exists()
