@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/rlhf_overhead.py [--quick] [--steps N] [--repeats R] [--config PATH] [--markdown PATH]
+    python benchmarks/rlhf_overhead.py [--quick] [--steps N] [--repeats R] [--config PATH] [--set KEY=VALUE]
+                                       [--markdown PATH]
 
 Each algorithm trains a full :class:`sobirl.rlhf.RLHFTrainer` run of ``--steps`` agent steps (default 5000) from the
 same config (``configs/pendulum-cpu.yaml`` by default), seed 0, one torch thread, with the exploration term on from
@@ -12,8 +13,9 @@ The runs are interleaved (repeat 1: every algorithm, repeat 2: every algorithm i
 same machine load; the table gives the median seconds per agent step of each, and the ratios to ``drlhf`` and to
 ``sac-true-reward``. The target: ``sobirl`` within 10% of ``drlhf``.
 
-``--quick`` runs 600 steps with updates every 200 (a smoke check of seconds); ``--markdown PATH`` also writes the
-command line, the machine line and the table to PATH.
+``--set KEY=VALUE`` overrides a config field for every run (e.g. ``action_samples=1``); ``--quick`` runs 600 steps
+with updates every 200 (a smoke check of seconds); ``--markdown PATH`` also writes the command line, the machine line
+and the table to PATH.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from sobirl.profiling import command_line, machine_line, write_report
 from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer
@@ -51,7 +54,8 @@ def measure(base: RLHFConfig, repeats: int) -> dict[str, list[float]]:
             for algo in ALGOS[r % len(ALGOS) :] + ALGOS[: r % len(ALGOS)]:
                 s = run_seconds(base.replace(algo=algo), Path(root))
                 seconds[algo].append(s / base.total_steps)
-                print(f"repeat {r + 1}/{repeats} {algo}: {s:.1f} s, {1e3 * s / base.total_steps:.2f} ms/step", flush=True)
+                per_step = 1e3 * s / base.total_steps
+                print(f"repeat {r + 1}/{repeats} {algo}: {s:.1f} s, {per_step:.2f} ms/step", flush=True)
     return seconds
 
 
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5000, help="agent steps per run (default 5000)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per algorithm (default 2)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the runs' config (default pendulum-cpu)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.repeats < 1:
@@ -87,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.quick:
         changes.update(QUICK)
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        changes[key] = yaml.safe_load(value)
     base = RLHFConfig.from_yaml(args.config).replace(**changes)
     base = base.replace(eval_interval=base.total_steps, checkpoint_interval=base.total_steps)
     repeats = 1 if args.quick else args.repeats
