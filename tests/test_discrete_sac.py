@@ -360,9 +360,11 @@ def test_learn_with_two_envs_and_n_step_returns():
     assert model.num_timesteps == 100 and model._n_updates > 0
 
 
+@pytest.mark.filterwarnings("ignore:rich is experimental")  # tqdm's own notice about its rich bar, used by SB3
 def test_progress_bar():
-    pytest.importorskip("rich")
-    cartpole_model(learning_starts=10).learn(50, progress_bar=True)
+    model = cartpole_model(learning_starts=10)
+    model.learn(50, progress_bar=True)
+    assert model.num_timesteps == 50
 
 
 def test_save_load_round_trip(tmp_path):
