@@ -258,13 +258,15 @@ class DiscreteSACPolicy(BasePolicy):
         ``dict(pi=[...], qf=[...])``. None: ``[]`` after a ``NatureCNN`` (its 512-unit layer is the hidden layer),
         else ``[256, 256]``.
     :param activation_fn: activation after each hidden layer.
-    :param features_extractor_class: features extractor for every network.
+    :param features_extractor_class: features extractor for every network; None: the class's
+        ``default_features_extractor`` (``FlattenExtractor`` here).
     :param features_extractor_kwargs: keyword arguments for it.
     :param normalize_images: divide image observations by 255.
     :param optimizer_class: optimiser of the actor and of the critics.
     :param optimizer_kwargs: its keyword arguments other than the learning rate.
     """
 
+    default_features_extractor: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
     actor: DiscreteActor
     critic: DiscreteCritic
     critic_target: DiscreteCritic
@@ -277,12 +279,13 @@ class DiscreteSACPolicy(BasePolicy):
         lr_schedule: Schedule,
         net_arch: list[int] | dict[str, list[int]] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
-        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        features_extractor_class = features_extractor_class or self.default_features_extractor
         super().__init__(
             observation_space,
             action_space,
@@ -362,61 +365,13 @@ MlpPolicy = DiscreteSACPolicy
 class CnnPolicy(DiscreteSACPolicy):
     """:class:`DiscreteSACPolicy` on images: ``NatureCNN`` features (``"CnnPolicy"``); same parameters."""
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Discrete,
-        lr_schedule: Schedule,
-        net_arch: list[int] | dict[str, list[int]] | None = None,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
-        features_extractor_kwargs: dict[str, Any] | None = None,
-        normalize_images: bool = True,
-        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
-        optimizer_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            net_arch,
-            activation_fn,
-            features_extractor_class,
-            features_extractor_kwargs,
-            normalize_images,
-            optimizer_class,
-            optimizer_kwargs,
-        )
+    default_features_extractor = NatureCNN
 
 
 class MultiInputPolicy(DiscreteSACPolicy):
     """:class:`DiscreteSACPolicy` on ``Dict`` observations: ``CombinedExtractor`` (``"MultiInputPolicy"``)."""
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Discrete,
-        lr_schedule: Schedule,
-        net_arch: list[int] | dict[str, list[int]] | None = None,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
-        features_extractor_kwargs: dict[str, Any] | None = None,
-        normalize_images: bool = True,
-        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
-        optimizer_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            net_arch,
-            activation_fn,
-            features_extractor_class,
-            features_extractor_kwargs,
-            normalize_images,
-            optimizer_class,
-            optimizer_kwargs,
-        )
+    default_features_extractor = CombinedExtractor
 
 
 # ----------------------------------------------------------------------------------------------------------------------
