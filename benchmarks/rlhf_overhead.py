@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
+from sobirl.cli import key_values
 from sobirl.profiling import command_line, machine_line, write_report
 from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer
 
@@ -94,11 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.quick:
         changes.update(QUICK)
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--set takes KEY=VALUE, got {item!r}")
-        changes[key] = yaml.safe_load(value)
+    try:
+        changes.update(key_values(args.overrides, "--set"))
+    except ValueError as err:
+        parser.error(str(err))
     base = RLHFConfig.from_yaml(args.config).replace(**changes)
     base = base.replace(eval_interval=base.total_steps, checkpoint_interval=base.total_steps)
     repeats = 1 if args.quick else args.repeats

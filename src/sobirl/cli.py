@@ -304,7 +304,12 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sub.set_defaults(handler=functools.partial(_run_compare, sub))
 
 
-def _key_values(items: list[str], option: str) -> dict[str, Any]:
+def key_values(items: list[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` items (of ``option``, named in the error) as a dict; values parsed as numbers, else YAML.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key.
+    """
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -327,9 +332,9 @@ def _parse_value(text: str) -> Any:
 def _run_compare(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
     try:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        problem_params = _key_values(args.problem_params, "--set")
+        problem_params = key_values(args.problem_params, "--set")
         method_params: dict[str, dict[str, Any]] = {}
-        for key, value in _key_values(args.method_params, "--param").items():
+        for key, value in key_values(args.method_params, "--param").items():
             method, sep, name = key.partition(".")
             if not sep:
                 raise ValueError(f"--param expects METHOD.FIELD=VALUE, got {key!r}")
@@ -475,7 +480,7 @@ def _run_estimators(parser: argparse.ArgumentParser, args: argparse.Namespace, c
         check_int("workers", args.workers, low=1)
         plan = study.plan_study(
             args.problem,
-            problem_params=_key_values(args.problem_params, "--set"),
+            problem_params=key_values(args.problem_params, "--set"),
             estimators=[e.strip() for e in args.estimators.split(",") if e.strip()],
             batches=counts(args.batches),
             seeds=None if args.seeds is None else counts(args.seeds),
@@ -559,7 +564,7 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
             trainer = rlhf.RLHFTrainer.resume(run_dir)
         else:
             config = rlhf.RLHFConfig() if args.config is None else rlhf.RLHFConfig.from_yaml(args.config)
-            config = config.replace(**{**_key_values(args.overrides, "--set"), **flags})
+            config = config.replace(**{**key_values(args.overrides, "--set"), **flags})
             rlhf.check_device(config.device)  # a bad device or environment fails before the run directory exists
             rlhf.make_env(config).close()
             name = args.name or f"rlhf-{config.env}-{config.algo}-seed{config.seed}"
@@ -664,7 +669,7 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
 
     try:
         check_int("--seeds", args.seeds, low=1)
-        base = rlhf.RLHFConfig.from_yaml(args.config).replace(**_key_values(args.overrides, "--set"))
+        base = rlhf.RLHFConfig.from_yaml(args.config).replace(**key_values(args.overrides, "--set"))
         spec = sweep.SweepSpec(
             base=base,
             algos=tuple(a.strip() for a in args.algos.split(",")),
