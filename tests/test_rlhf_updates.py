@@ -143,6 +143,21 @@ def test_sobirl_gradient_equals_the_formula(estimator, gamma, discount, scale):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("rule", ["sobirl", "hpgd"])
+def test_weight_cap_replaces_scale_over_alpha_once_it_binds(rule):
+    net, observations, actions, labels = batch()
+    capped = PreferenceUpdate(rule, action_samples=K, exploration_scale=0.5, exploration_weight_max=0.2)
+    assert capped.exploration_weight(10.0) == pytest.approx(0.05)  # 0.5 / 10 < cap
+    assert capped.exploration_weight(ALPHA) == 0.2  # 0.5 / 0.7 > cap
+    policy_actions = capped.policy_actions(stub_policy(), observations)
+    same = PreferenceUpdate(rule, action_samples=K, exploration_scale=0.2 * ALPHA)  # uncapped, weight 0.2 at ALPHA
+    grads = [
+        surrogate_grad(u, net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions)
+        for u in (capped, same)
+    ]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize(("rule", "estimator", "penalty"), [("hpgd", "monte-carlo", None), ("pbrl", "one-step", 2.5)])
 def test_hpgd_and_pbrl_gradients_equal_their_formulas(rule, estimator, penalty):
     net, observations, actions, labels = batch()
@@ -325,6 +340,8 @@ def test_bad_inputs_name_the_field():
         PreferenceUpdate(action_samples=0)
     with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\], got 1.5"):
         PreferenceUpdate(gamma=1.5)
+    with pytest.raises(ValueError, match=r"exploration_weight_max must be in \(0, inf\), got 0"):
+        PreferenceUpdate(exploration_weight_max=0.0)
     net, observations, actions, labels = batch()
     update = PreferenceUpdate(action_samples=K)
     policy_actions = update.policy_actions(stub_policy(), observations)

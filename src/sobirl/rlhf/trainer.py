@@ -141,6 +141,8 @@ class RLHFConfig:
         exploration_warmup: agent steps before the exploration term is switched on.
         storm_eta: STORM momentum weight in (0, 1] (stoc-sobirl).
         exploration_scale: c > 0 multiplying the exploration term of sobirl, stoc-sobirl and hpgd (1: the formula).
+        exploration_weight_max: a cap w_max > 0 on that term's weight c / alpha (SAC's temperature alpha falls
+            towards 0 as the run goes on); None: no cap (the formula).
         penalty: pbrl's initial penalty weight lambda_0 > 0.
         penalty_growth: pbrl's factor (>= 1) on lambda per reward update.
         penalty_max: pbrl's cap on lambda (>= penalty).
@@ -189,10 +191,11 @@ class RLHFConfig:
     label_temperature: float = 1.0
     label_noise: float = 0.0
     estimator: str | None = None
-    action_samples: int = 8
+    action_samples: int = 1
     exploration_warmup: int = 0
     storm_eta: float = 0.5
     exploration_scale: float = 1.0
+    exploration_weight_max: float | None = None
     penalty: float = 1.0
     penalty_growth: float = 1.05
     penalty_max: float = 100.0
@@ -261,7 +264,7 @@ class RLHFConfig:
         for name in ("clip", "grad_clip"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
-        self.update_rule()  # estimator, exploration_scale, penalty, penalty_growth, penalty_max
+        self.update_rule()  # estimator, exploration_scale, exploration_weight_max, penalty*
         if not isinstance(self.reward_normalize, bool):
             raise TypeError(f"reward_normalize must be true or false, got {self.reward_normalize!r}")
         self.schedule_for()  # initial_pairs <= total_pairs
@@ -275,6 +278,7 @@ class RLHFConfig:
             gamma=self.sac_gamma,
             exploration_warmup=self.exploration_warmup,
             exploration_scale=self.exploration_scale,
+            exploration_weight_max=self.exploration_weight_max,
             penalty=self.penalty,
             penalty_growth=self.penalty_growth,
             penalty_max=self.penalty_max,

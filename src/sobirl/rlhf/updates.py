@@ -65,7 +65,8 @@ updates, the preference loss from 0.1 to 10, and the follower's return collapsed
 Weight. With SAC's temperature falling to ~0.05, ``1/alpha`` reaches ~20 and the exploration term, a sum over the
 ``2 L`` visited steps, outweighs the preference loss by one to two orders of magnitude; on Pendulum the preference
 loss then rose to 5-20 (held-out accuracy ~0.35) within a few updates (docs/rlhf.md). ``exploration_scale`` (1: the
-formula) multiplies the term; the shipped CPU configs set it (docs/rlhf.md gives the measurements).
+formula) multiplies the term and ``exploration_weight_max`` caps the weight ``c / alpha``; the shipped CPU configs
+set both (docs/rlhf.md gives the measurements).
 
 All ``B 2 L (1 + k)`` rewards (the fragments' steps and the actor's actions) come from ONE reward-net forward; there
 is no per-sample backward and no Jacobian. The exploration term can be kept off for the first ``exploration_warmup``
@@ -146,6 +147,7 @@ class PreferenceUpdate:
         exploration_warmup: agent steps (``>= 0``) before the exploration term is switched on.
         discount: in ``[0, 1]``, the discount of the fragment returns ``R_x`` (the labeller's; 1: plain sums).
         exploration_scale: ``c > 0`` multiplying ``"sobirl"``'s and ``"hpgd"``'s exploration term (1: the formula).
+        exploration_weight_max: a cap ``w_max > 0`` on the term's weight ``c / alpha``; None: no cap (the formula).
         penalty: ``"pbrl"``'s initial penalty weight ``lambda_0 > 0``.
         penalty_growth: ``"pbrl"``'s factor ``>= 1`` on lambda per reward update.
         penalty_max: ``"pbrl"``'s cap on lambda, ``>= penalty``.
@@ -153,11 +155,12 @@ class PreferenceUpdate:
 
     rule: str = "sobirl"
     estimator: str | None = None
-    action_samples: int = 8
+    action_samples: int = 1
     gamma: float = 0.99
     exploration_warmup: int = 0
     discount: float = 1.0
     exploration_scale: float = 1.0
+    exploration_weight_max: float | None = None
     penalty: float = 1.0
     penalty_growth: float = 1.05
     penalty_max: float = 100.0
@@ -175,6 +178,8 @@ class PreferenceUpdate:
         check_int("exploration_warmup", self.exploration_warmup, low=0)
         check_range("discount", self.discount, low=0.0, high=1.0)
         check_range("exploration_scale", self.exploration_scale, low=0.0, low_open=True)
+        if self.exploration_weight_max is not None:
+            check_range("exploration_weight_max", self.exploration_weight_max, low=0.0, low_open=True)
         check_range("penalty", self.penalty, low=0.0, low_open=True)
         check_range("penalty_growth", self.penalty_growth, low=1.0)
         check_range("penalty_max", self.penalty_max, low=self.penalty)
@@ -184,6 +189,12 @@ class PreferenceUpdate:
         rule but ``"drlhf"``, past the warm-up."""
         check_int("agent_steps", agent_steps, low=0)
         return self.rule != "drlhf" and agent_steps >= self.exploration_warmup
+
+    def exploration_weight(self, alpha: float) -> float:
+        """``"sobirl"``'s and ``"hpgd"``'s weight ``min(c / alpha, w_max)`` on the exploration term at SAC's
+        temperature ``alpha > 0`` (``c = exploration_scale``, ``w_max = exploration_weight_max``)."""
+        weight = self.exploration_scale / check_range("alpha", alpha, low=0.0, low_open=True)
+        return weight if self.exploration_weight_max is None else min(weight, self.exploration_weight_max)
 
     def penalty_weight(self, update: int) -> float:
         """``"pbrl"``'s ``lambda_k = min(penalty_max, penalty * penalty_growth^k)`` at reward update ``k >= 0``."""
@@ -287,7 +298,7 @@ class PreferenceUpdate:
         else:
             weight = binary_cross_entropy_with_logits(x_logits.detach(), x_labels.to(x_logits.dtype), reduction="none")
             weight = (B * weight - weight.sum()) / (B - 1)  # l_j - mean_{j' != j} l_j' (leave-one-out)
-            exploration = self.exploration_scale * (weight * score).mean() / alpha
+            exploration = self.exploration_weight(alpha) * (weight * score).mean()
         return UpdateLoss(
             loss=ce + exploration,
             cross_entropy=ce.item(),
