@@ -20,7 +20,7 @@ import yaml
 
 from smoke import SMOKE
 from sobirl.cli import main
-from sobirl.experiments import sweep as sweep_module
+from sobirl.experiments import sweep_backends
 from sobirl.experiments.rundir import write_config
 from sobirl.experiments.sweep import (
     FAILURES_FILE,
@@ -158,7 +158,7 @@ def test_rerun_skips_every_complete_trial_and_runs_nothing(finished, monkeypatch
     def no_process(*args, **kwargs):
         raise AssertionError("a complete sweep started a worker process")
 
-    monkeypatch.setattr(sweep_module, "ProcessPoolExecutor", no_process)
+    monkeypatch.setattr(sweep_backends, "ProcessPoolExecutor", no_process)
     # workers, max_retries and the base's own env/algo/seed (replaced by the grid's) may change between runs
     same_grid = dataclasses.replace(spec, workers=1, max_retries=3, base=spec.base.replace(algo="drlhf", seed=7))
     events: list[tuple[str, str, str]] = []
@@ -166,6 +166,33 @@ def test_rerun_skips_every_complete_trial_and_runs_nothing(finished, monkeypatch
     assert (again.done, again.failed) == ([], {}) and again.skipped == [t.name for t in spec.trials()]
     assert events == [("skipped", t.name, "complete (200 agent steps)") for t in spec.trials()]
     assert snapshot(root) == before  # nothing rewritten: metrics, checkpoints, sweep.yaml
+
+
+def test_ray_backend_gives_the_metrics_of_the_local_backend(finished, tmp_path):
+    pytest.importorskip("ray", reason='Ray is not installed (pip install "sobirl[ray]")')
+    spec, root, _, _ = finished
+    events: list[tuple[str, str, str]] = []
+    result = run_sweep(spec, tmp_path, "grid", on_event=recorder(events), command=COMMAND, backend="ray")
+    names = [t.name for t in spec.trials()]
+    assert (result.done, result.skipped, result.failed) == (names, [], {})
+    assert sorted(kind for kind, _, _ in events) == ["done", "done", "start", "start"]
+    for name in names:
+        rows = read_metrics(tmp_path / "grid" / name)
+        assert [r["agent_steps"] for r in rows] == [100, 200]
+        assert untimed(rows) == untimed(read_metrics(root / "grid" / name))
+        assert latest_checkpoint(tmp_path / "grid" / name).name == "step-200"
+
+
+def test_backend_problems_are_reported_before_anything_is_written(monkeypatch, tmp_path):
+    spec = SweepSpec(base(), algos=("sobirl",), seeds=(0,))
+    with pytest.raises(ValueError, match="unknown backend 'slurm'; valid: local, ray"):
+        run_sweep(spec, tmp_path / "a", "grid", backend="slurm")
+    with pytest.raises(ValueError, match="address is for the ray backend only, got 'auto' with backend 'local'"):
+        run_sweep(spec, tmp_path / "a", "grid", address="auto")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ImportError, match=re.escape(sweep_backends.RAY_MISSING)):
+        run_sweep(spec, tmp_path / "a", "grid", backend="ray")
+    assert not (tmp_path / "a").exists()
 
 
 def test_a_different_grid_in_the_same_directory_is_refused(finished):

@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 import sobirl
 from sobirl.algorithms import METHODS, DivergenceError, MethodConfig, resolve_config, solve
 from sobirl.estimators import ESTIMATORS
-from sobirl.experiments import MetricsLogger, compare, create_run_dir, plot_convergence, sweep, write_config
+from sobirl.experiments import (
+    MetricsLogger,
+    compare,
+    create_run_dir,
+    plot_convergence,
+    sweep,
+    sweep_backends,
+    write_config,
+)
 from sobirl.experiments import estimator_study as study
 from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rlhf_summary import summary_table
@@ -637,7 +645,7 @@ def _run_rlhf_summary(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "sweep",
-        help="a grid of rlhf trials (algorithms x seeds x environments) on local worker processes, resumable",
+        help="a grid of rlhf trials (algorithms x seeds x environments) on local processes or Ray, resumable",
         description=(
             "Run every (env, algo, seed) trial of a grid of `sobirl rlhf` runs from one base config, WORKERS at a "
             "time, into OUTPUT_DIR/NAME/<trial>. Running the same command again skips complete trials, resumes "
@@ -656,7 +664,17 @@ def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub.add_argument("--workers", type=int, default=1, help="trials run side by side (one process each)")
     sub.add_argument("--max-retries", type=int, default=1, help="extra attempts of a failed trial")
-    sub.add_argument("--backend", choices=("local",), default="local", help="where trials run: local processes")
+    sub.add_argument(
+        "--backend",
+        choices=sweep_backends.BACKENDS,
+        default="local",
+        help='where trials run: local worker processes, or tasks on a Ray cluster (pip install "sobirl[ray]")',
+    )
+    sub.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster to join (auto, ray://head:10001); default: a local Ray instance",
+    )
     sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the sweep directory")
     sub.add_argument("--name", default=None, help="sweep directory name (default: sweep-<config file stem>)")
     sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -699,10 +717,18 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
 
         with bar:
             result = sweep.run_sweep(
-                spec, args.output_dir, args.name or f"sweep-{args.config.stem}", on_event=on_event, command=command
+                spec,
+                args.output_dir,
+                args.name or f"sweep-{args.config.stem}",
+                on_event=on_event,
+                command=command,
+                backend=args.backend,
+                address=args.address,
             )
     except gym_error.DependencyNotInstalled:
         fail('an environment needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"')
+    except ImportError as err:
+        fail(str(err))
     except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
         fail(str(err).replace("\n", " "))
     except KeyboardInterrupt:

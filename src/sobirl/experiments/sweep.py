@@ -1,4 +1,4 @@
-"""Sweeps: a grid of deep RLHF trials (environments x algorithms x seeds) on a local process pool, resumable.
+"""Sweeps: a grid of deep RLHF trials (environments x algorithms x seeds) on local processes or Ray, resumable.
 
 Every trial is one ``sobirl rlhf`` run (:class:`~sobirl.rlhf.trainer.RLHFTrainer`) with the base config's fields and
 its own ``env``, ``algo`` and ``seed``. The sweep lives in one directory, not timestamped, so that running the same
@@ -11,7 +11,8 @@ sweep again finds it::
 
 :func:`run_sweep` checks everything it can before it writes anything, then runs what is missing: a trial whose
 ``metrics.csv`` reaches ``total_steps`` is skipped, one with a checkpoint is resumed from it, any other is started
-afresh. Trials run side by side in worker processes, ``workers`` at a time; a failed trial (an exception, or a
+afresh. Trials run side by side, ``workers`` at a time, in local worker processes or as Ray tasks
+(:mod:`sobirl.experiments.sweep_backends`); a failed trial (an exception, or a
 worker process that died) is retried, from its checkpoint when it has one, up to ``max_retries`` times, then
 reported in :class:`SweepResult` and ``failures.yaml``.
 """
@@ -21,20 +22,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import multiprocessing
 import os
 import re
 import shutil
 import sys
-import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ import yaml
 
 from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rundir import CONFIG_FILE, write_config
+from sobirl.experiments.sweep_backends import TrialBackend, check_backend, open_backend
 from sobirl.rlhf.trainer import (
     ALGOS,
     RETURN_PLOT,
@@ -323,15 +321,17 @@ def run_sweep(
     *,
     on_event: EventHandler | None = None,
     command: Sequence[str] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
     """Run the trials of ``spec`` that are not complete in ``root/name``, ``spec.workers`` at a time.
 
     Before anything is written, the machine is checked (:meth:`SweepSpec.check_runnable`), and an existing
     ``sweep.yaml`` must hold the same grid (``workers`` and ``max_retries`` may change between runs). Then each
     trial is skipped (complete), resumed (it has a checkpoint) or started; a failed attempt is retried up to
-    ``spec.max_retries`` times, at the end of the queue. Each slot runs its trials in its own single-process
-    executor, so a worker that dies (killed, out of memory) fails only its own trial. ``failures.yaml`` is
-    removed at the start and written at the end when a trial failed. Interrupting the sweep (Ctrl-C reaches the
+    ``spec.max_retries`` times, at the end of the queue. A worker that dies (killed, out of memory) fails only its
+    own trial (``sweep_backends``). ``failures.yaml`` is removed at the start and written at the end when a trial
+    failed. The backend starts only when a trial is left to run. Interrupting the sweep (Ctrl-C reaches the
     workers too) loses at most each running trial's steps since its last checkpoint: run it again to go on.
 
     Args:
@@ -341,6 +341,10 @@ def run_sweep(
         on_event: called in this process as ``on_event(kind, trial_name, detail)`` for every event of
             :data:`EVENTS`, e.g. to show done / running / failed counts.
         command: the command line recorded in each new trial's ``config.yaml``; defaults to ``sys.argv``.
+        backend: where the trials run, one of ``sweep_backends.BACKENDS``: ``"local"`` worker processes or
+            ``"ray"`` tasks. Both give the same per-trial results for the same seeds.
+        address: the Ray cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local Ray instance for
+            the sweep. Only with ``backend="ray"``.
 
     Returns:
         The done, skipped and failed trials.
@@ -350,9 +354,11 @@ def run_sweep(
             directory holds a different sweep.
         BlockingIOError: another process is running this sweep.
         gymnasium.error.DependencyNotInstalled: an environment needs MuJoCo, which is not installed.
+        ImportError: the ray backend without Ray installed.
     """
     if not isinstance(name, str) or not name or name in {".", ".."} or Path(name).name != name or "\\" in name:
         raise ValueError(f"sweep name must be a non-empty single path component, got {name!r}")
+    check_backend(backend, address=address)
     spec.check_runnable()
     sweep_dir = Path(root) / name
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -370,11 +376,15 @@ def run_sweep(
             else:
                 todo.append(trial)
         failures: dict[str, dict[str, Any]] = {}
-        try:
-            _run_trials(spec, sweep_dir, todo, tuple(sys.argv if command is None else command), result, failures, emit)
-        finally:  # also on an interrupt: the failures so far are on disk
-            if failures:
-                _write_yaml(sweep_dir / FAILURES_FILE, failures)
+        if todo:
+            runner = open_backend(backend, min(spec.workers, len(todo)), address=address)
+            try:
+                command = tuple(sys.argv if command is None else command)
+                _run_trials(runner, spec, sweep_dir, todo, command, result, failures, emit)
+            finally:  # also on an interrupt: running attempts are stopped, the failures so far are on disk
+                runner.close()
+                if failures:
+                    _write_yaml(sweep_dir / FAILURES_FILE, failures)
         order = {trial.name: i for i, trial in enumerate(trials)}
         result.done.sort(key=order.__getitem__)
         result.failed = dict(sorted(result.failed.items(), key=lambda item: order[item[0]]))
@@ -382,6 +392,7 @@ def run_sweep(
 
 
 def _run_trials(
+    backend: TrialBackend,
     spec: SweepSpec,
     sweep_dir: Path,
     trials: Sequence[Trial],
@@ -394,72 +405,43 @@ def _run_trials(
     queue = deque(trials)
     attempts = dict.fromkeys((t.name for t in trials), 0)
     allowed = 1 + spec.max_retries
-    # one single-process executor per slot: a dead worker breaks its own executor only, so the crash is pinned on
-    # the right trial and the other running trials go on (a shared pool would kill them all)
-    slots: list[ProcessPoolExecutor | None] = [None] * min(spec.workers, len(queue))
+    slots = min(spec.workers, len(queue))
     running: dict[Future[TrialOutcome], tuple[Trial, int]] = {}
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch or CUDA has started threads
-    try:
-        while queue or running:
-            busy = {slot for _, slot in running.values()}
-            for slot in range(len(slots)):
-                if slot in busy or not queue:
-                    continue
-                trial = queue.popleft()
-                attempts[trial.name] += 1
-                run_dir = sweep_dir / trial.name
-                checkpoint = latest_checkpoint(run_dir)
-                how = "fresh" if checkpoint is None else f"resume from {checkpoint.name.replace('-', ' ')}"
-                emit("start", trial.name, f"attempt {attempts[trial.name]} of {allowed}, {how}")
-                task = TrialTask(trial.name, trial.config, run_dir, command)
-                running[_submit(slots, slot, context, task)] = (trial, slot)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: running[f][1]):  # slot order: deterministic events
-                trial, slot = running.pop(future)
-                outcome = _outcome(future, trial.name)
-                executor = slots[slot]
-                if executor is not None and isinstance(future.exception(), BrokenProcessPool):
-                    executor.shutdown(wait=True)
-                    slots[slot] = None  # a fresh process for the slot's next trial
-                if outcome.error is None:
-                    result.done.append(trial.name)
-                    resumed = "" if outcome.resumed_from is None else f", resumed from step {outcome.resumed_from}"
-                    emit(
-                        "done",
-                        trial.name,
-                        f"{outcome.agent_steps} agent steps, eval return {outcome.eval_return:.4g}{resumed}",
-                    )
-                elif attempts[trial.name] < allowed:
-                    queue.append(trial)  # at the end: a transient failure (memory, a busy device) may have cleared
-                    emit("retry", trial.name, f"attempt {attempts[trial.name]} of {allowed} failed: {outcome.error}")
-                else:
-                    result.failed[trial.name] = outcome.error
-                    failures[trial.name] = {"error": outcome.error, "attempts": attempts[trial.name]}
-                    if outcome.traceback:
-                        failures[trial.name]["traceback"] = outcome.traceback
-                    emit("failed", trial.name, outcome.error)
-    finally:
-        for executor in slots:
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _submit(
-    slots: list[ProcessPoolExecutor | None], slot: int, context: BaseContext, task: TrialTask
-) -> Future[TrialOutcome]:
-    """Submit ``task`` to the slot's executor; start one (with a fresh worker process) when the slot has none or
-    its worker died between two trials."""
-    executor = slots[slot]
-    if executor is not None:
-        try:
-            return executor.submit(run_trial, task)
-        except BrokenProcessPool:
-            executor.shutdown(wait=True)
-    executor = ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
-    )
-    slots[slot] = executor
-    return executor.submit(run_trial, task)
+    while queue or running:
+        busy = {slot for _, slot in running.values()}
+        for slot in range(slots):
+            if slot in busy or not queue:
+                continue
+            trial = queue.popleft()
+            attempts[trial.name] += 1
+            run_dir = sweep_dir / trial.name
+            checkpoint = latest_checkpoint(run_dir)
+            how = "fresh" if checkpoint is None else f"resume from {checkpoint.name.replace('-', ' ')}"
+            emit("start", trial.name, f"attempt {attempts[trial.name]} of {allowed}, {how}")
+            task = TrialTask(trial.name, trial.config, run_dir.absolute(), command)
+            running[backend.submit(slot, run_trial, task)] = (trial, slot)
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in sorted(finished, key=lambda f: running[f][1]):  # slot order: deterministic events
+            trial, slot = running.pop(future)
+            outcome = _outcome(future, trial.name)
+            backend.release(slot, future)
+            if outcome.error is None:
+                result.done.append(trial.name)
+                resumed = "" if outcome.resumed_from is None else f", resumed from step {outcome.resumed_from}"
+                emit(
+                    "done",
+                    trial.name,
+                    f"{outcome.agent_steps} agent steps, eval return {outcome.eval_return:.4g}{resumed}",
+                )
+            elif attempts[trial.name] < allowed:
+                queue.append(trial)  # at the end: a transient failure (memory, a busy device) may have cleared
+                emit("retry", trial.name, f"attempt {attempts[trial.name]} of {allowed} failed: {outcome.error}")
+            else:
+                result.failed[trial.name] = outcome.error
+                failures[trial.name] = {"error": outcome.error, "attempts": attempts[trial.name]}
+                if outcome.traceback:
+                    failures[trial.name]["traceback"] = outcome.traceback
+                emit("failed", trial.name, outcome.error)
 
 
 def _outcome(future: Future[TrialOutcome], name: str) -> TrialOutcome:
@@ -470,18 +452,6 @@ def _outcome(future: Future[TrialOutcome], name: str) -> TrialOutcome:
     if isinstance(err, BrokenProcessPool):
         return TrialOutcome(name, error=f"the worker process died (killed, out of memory or crashed): {err}")
     return TrialOutcome(name, error=_one_line(err))
-
-
-def _watch_parent(parent: int) -> None:
-    """Worker initializer: exit when the sweep process is gone (killed), so no orphan keeps writing a trial that
-    the next run of the sweep would run again."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
 
 
 @contextlib.contextmanager
