@@ -10,11 +10,19 @@ The pipeline, each step one module:
    true returns; a human labeller implements the same interface. :class:`PreferenceDataset` keeps them (FIFO).
 4. :class:`QuerySchedule` (``schedule``) says how many pairs to query as the agent trains.
 5. :class:`RewardNet` (``reward_net``) is the learned reward ``r_x(s, a)``, and :func:`preference_logits` /
-   :func:`preference_loss` (``preference_model``) its Bradley-Terry loss on a mini-batch in one forward pass.
+   :func:`preference_loss` (``preference_model``) its Bradley-Terry loss on a mini-batch in one forward pass. For
+   Discrete actions, :func:`action_reward_net` (``action_reward_net``) gives one output per action (an MLP or the
+   Nature CNN on stacked frames).
 
 Arrays are numpy up to the dataset (what environments and SB3 produce); the preference model takes torch tensors.
 """
 
+from sobirl.rlhf.action_reward_net import (
+    ActionRewardNet,
+    CnnActionRewardNet,
+    MlpActionRewardNet,
+    action_reward_net,
+)
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import fragment_returns, preference_accuracy, preference_logits, preference_loss
 from sobirl.rlhf.preferences import LABEL_MODES, PreferenceDataset, PreferenceGatherer, SyntheticLabeller
@@ -38,9 +46,12 @@ __all__ = [
     "LABEL_MODES",
     "SCHEDULES",
     "UPDATE_RULES",
+    "ActionRewardNet",
     "ActionSampler",
+    "CnnActionRewardNet",
     "EpisodeRecorder",
     "FragmentPairs",
+    "MlpActionRewardNet",
     "PreferenceDataset",
     "PreferenceGatherer",
     "PreferenceUpdate",
@@ -51,6 +62,7 @@ __all__ = [
     "SyntheticLabeller",
     "Trajectory",
     "UpdateLoss",
+    "action_reward_net",
     "fragment_returns",
     "preference_accuracy",
     "preference_logits",

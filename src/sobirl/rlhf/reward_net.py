@@ -18,7 +18,7 @@ mean cancels in a Bradley-Terry logit between fragments of equal length; the sca
 model learns the reward in units of its running standard deviation.
 
 Parameters default to float32 (the follower's networks and SB3 are float32); tests use float64. Box observation and
-action spaces only for now: Discrete actions arrive with the discrete SAC follower.
+action spaces; Discrete actions have their per-action nets in :mod:`sobirl.rlhf.action_reward_net`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,54 @@ NORM_EPS = 1e-8
 """``eps`` in the normalised output ``(f - mu) / sqrt(sigma^2 + eps)``."""
 
 
-class RewardNet(nn.Module):
+class OutputNormalization(nn.Module):
+    """The running output normalisation of the module docstring, shared by every reward net: subclasses call
+    :meth:`_init_normalization` in their constructor and pass their raw per-step outputs through :meth:`_normalize`."""
+
+    normalize_output: bool
+
+    def _init_normalization(self, enabled: bool) -> None:
+        self.normalize_output = enabled
+        if enabled:
+            self.register_buffer("reward_count", torch.zeros((), dtype=torch.int64))
+            self.register_buffer("reward_mean", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("reward_var", torch.ones((), dtype=torch.float64))
+
+    def _normalize(self, raw: torch.Tensor, *, update: bool) -> torch.Tensor:
+        """``(raw - mu) / sqrt(sigma^2 + eps)``, first merging ``raw`` into the statistics when ``update`` and the
+        module is in training mode; ``raw`` itself when normalisation is off."""
+        if not self.normalize_output:
+            return raw
+        if update and self.training:
+            self._update_statistics(raw.detach())
+        mean, var = self.reward_mean.to(raw.dtype), self.reward_var.to(raw.dtype)
+        return (raw - mean) / torch.sqrt(var + NORM_EPS)
+
+    def _update_statistics(self, batch: torch.Tensor) -> None:
+        """Merge a batch of raw outputs into the running mean and (population) variance."""
+        n_b = batch.numel()
+        if n_b == 0:
+            return
+        batch = batch.to(torch.float64)
+        mean_b, var_b = batch.mean(), batch.var(correction=0)
+        n_a = self.reward_count.item()
+        n = n_a + n_b
+        delta = mean_b - self.reward_mean
+        self.reward_var.copy_((self.reward_var * n_a + var_b * n_b + delta**2 * (n_a * n_b / n)) / n)
+        self.reward_mean.add_(delta * (n_b / n))
+        self.reward_count.fill_(n)
+
+
+def seeded_init(layer: nn.Linear | nn.Conv2d, gen: torch.Generator) -> None:
+    """PyTorch's default initialisation of a linear or convolutional layer (weights and biases
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``), drawn from ``gen`` instead of the global RNG."""
+    bound = 1.0 / math.sqrt(layer.weight[0].numel())  # fan_in: inputs (x kernel size) per output unit
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+
+
+class RewardNet(OutputNormalization):
     """``r(s, a) = MLP([s, a])``: ``(..., obs_dim)`` and ``(..., act_dim)`` in, ``(...)`` out (module docstring).
 
     Args:
@@ -76,7 +123,7 @@ class RewardNet(nn.Module):
         self.act_dim = check_int("act_dim", act_dim, low=1)
         self.hidden = tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden))
         check_choice("activation", activation, ACTIVATIONS)
-        self.normalize_output = normalize_output
+        self._init_normalization(normalize_output)
 
         widths = (obs_dim + act_dim, *self.hidden, 1)
         gen = torch.Generator().manual_seed(check_int("seed", seed))
@@ -84,18 +131,11 @@ class RewardNet(nn.Module):
         for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
             # skip_init builds the layer without its default initialisation, which would draw from the global RNG
             linear = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
-            bound = 1.0 / math.sqrt(fan_in)
-            with torch.no_grad():
-                linear.weight.uniform_(-bound, bound, generator=gen)
-                linear.bias.uniform_(-bound, bound, generator=gen)
+            seeded_init(linear, gen)
             layers.append(linear)
             if i < len(widths) - 2:
                 layers.append(ACTIVATIONS[activation]())
         self.mlp = nn.Sequential(*layers)
-        if normalize_output:
-            self.register_buffer("reward_count", torch.zeros((), dtype=torch.int64))
-            self.register_buffer("reward_mean", torch.zeros((), dtype=torch.float64))
-            self.register_buffer("reward_var", torch.ones((), dtype=torch.float64))
 
     @classmethod
     def from_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space, **kwargs: Any) -> RewardNet:
@@ -126,26 +166,7 @@ class RewardNet(nn.Module):
                 f"got {tuple(observations.shape)} and {tuple(actions.shape)}"
             )
         raw = self.mlp(torch.cat([observations, actions], dim=-1)).squeeze(-1)
-        if not self.normalize_output:
-            return raw
-        if self.training:
-            self._update_statistics(raw.detach())
-        mean, var = self.reward_mean.to(raw.dtype), self.reward_var.to(raw.dtype)
-        return (raw - mean) / torch.sqrt(var + NORM_EPS)
-
-    def _update_statistics(self, batch: torch.Tensor) -> None:
-        """Merge a batch of raw outputs into the running mean and (population) variance."""
-        n_b = batch.numel()
-        if n_b == 0:
-            return
-        batch = batch.to(torch.float64)
-        mean_b, var_b = batch.mean(), batch.var(correction=0)
-        n_a = self.reward_count.item()
-        n = n_a + n_b
-        delta = mean_b - self.reward_mean
-        self.reward_var.copy_((self.reward_var * n_a + var_b * n_b + delta**2 * (n_a * n_b / n)) / n)
-        self.reward_mean.add_(delta * (n_b / n))
-        self.reward_count.fill_(n)
+        return self._normalize(raw, update=True)
 
 
 def _box_dim(name: str, space: spaces.Space, *, not_box: str, not_flat: str) -> int:
