@@ -34,6 +34,8 @@ from sobirl.experiments import (
     write_config,
 )
 from sobirl.experiments import estimator_study as study
+from sobirl.experiments.figures import write_figures
+from sobirl.experiments.report import write_report
 from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rlhf_summary import summary_table
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimators(commands)
     _add_rlhf(commands)
     _add_rlhf_summary(commands)
+    _add_plot(commands)
+    _add_report(commands)
     _add_sweep(commands)
     return parser
 
@@ -639,6 +643,63 @@ def _run_rlhf_summary(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(f"Command: `{shlex.join(command)}`\n\n{table}\n")
+    return 0
+
+
+def _add_plot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "plot",
+        help="paper-style figures (PNG and PDF) of rlhf or synthetic runs: mean over seeds +/- standard error",
+        description=(
+            "Write figures of run directories of one experiment, as PNG and PDF, into OUTPUT: for rlhf runs "
+            "NAME-return (evaluation return against agent steps, one subplot per env, one line per algorithm) and "
+            "NAME-accuracy (held-out preference accuracy likewise); for synthetic runs NAME-convergence (objective, "
+            "or the gap f - f* when every run has the same optimum, and |grad phi| against the iteration, one line "
+            "per method). A line is the mean over seeds on the steps all of them reached, shaded +/- standard error "
+            "std_{n-1}/sqrt(n). A sweep directory stands for its trials that have metrics."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories or sweep directories")
+    sub.add_argument("--output", type=Path, default=Path("figures"), help="directory of the figures, made if missing")
+    sub.add_argument("--name", default=None, help="file name stem; when not given: the experiment, rlhf or synthetic")
+    sub.set_defaults(handler=functools.partial(_run_plot, sub))
+
+
+def _run_plot(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    try:
+        paths = write_figures(args.run_dirs, args.output, args.name)
+    except (ValueError, TypeError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "report",
+        help="a markdown report of a sweep: grid, results table, figures, missing trials, commands and versions",
+        description=(
+            "Write a markdown report of a `sobirl sweep` directory: its grid, the results table of `sobirl "
+            "rlhf-summary` over the trials with metrics, the figures of `sobirl plot` (written to figures/ next to "
+            "the report), the failed, unfinished and missing trials, and the command lines and software versions "
+            "that produced them."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a sweep directory")
+    sub.add_argument("--output", type=Path, default=None, help="the report file; when not given: SWEEP_DIR/report.md")
+    sub.add_argument("--window", type=int, default=5, help="evaluations averaged per run for the windowed column")
+    sub.set_defaults(handler=functools.partial(_run_report, sub))
+
+
+def _run_report(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    try:
+        path = write_report(args.sweep_dir, args.output, window=args.window)
+    except (ValueError, TypeError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(path)
     return 0
 
 

@@ -1,0 +1,165 @@
+"""A markdown report of a sweep directory (``sobirl sweep``), behind ``sobirl report``.
+
+Usage::
+
+    sobirl report SWEEP_DIR [--output FILE] [--window N]
+
+The report (default ``SWEEP_DIR/report.md``) holds: the grid of ``sweep.yaml`` (environments, algorithms, seeds,
+agent steps per trial); the results table of the trials that have metrics (:func:`~sobirl.experiments.rlhf_summary.
+summary_table`: final evaluation return and the mean of the last ``N`` evaluations as mean +/- s.e. over seeds,
+``s.e. = std_{n-1} / sqrt(n)``, per-seed returns, accuracy, wall time, steps/s); the figures of
+:mod:`sobirl.experiments.figures`, written to ``figures/`` next to the report and linked relatively; the trials that
+are failed (``failures.yaml``), unfinished or not started; and how it was produced: each distinct command line and
+the software versions recorded in the trials' ``config.yaml``. Trials that are still running are reported with the
+steps they have; run the command again for an up-to-date report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from sobirl.experiments.figures import read_config, read_sweep, write_figures
+from sobirl.experiments.rlhf_summary import summary_table
+from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
+from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, SweepSpec, Trial, is_complete
+from sobirl.rlhf.trainer import read_metrics
+from sobirl.validation import check_int
+
+REPORT_FILE = "report.md"
+"""The report's default file name in the sweep directory."""
+FIGURES_DIR = "figures"
+"""The directory of the report's figures, next to the report."""
+
+
+def write_report(
+    sweep_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None, window: int = 5
+) -> Path:
+    """Write the markdown report of ``sweep_dir`` (module docstring) and its figures.
+
+    Args:
+        sweep_dir: a ``sobirl sweep`` directory.
+        output: the report's path; None: ``sweep_dir/report.md``. The figures go to ``figures/`` beside it.
+        window: evaluations averaged per run for the table's windowed column (``>= 1``).
+
+    Returns:
+        The report's path.
+
+    Raises:
+        ValueError: ``sweep_dir`` is not a sweep directory, no trial has metrics yet, or ``window < 1``.
+    """
+    check_int("window", window, low=1)
+    sweep_dir = Path(sweep_dir)
+    spec = read_sweep(sweep_dir)
+    trials = spec.trials()
+    steps = {trial.name: _steps(sweep_dir / trial.name) for trial in trials}
+    with_metrics = [sweep_dir / name for name, reached in steps.items() if reached is not None]
+    if not with_metrics:
+        raise ValueError(f"sweep directory {sweep_dir} has no trial with a row in its {METRICS_FILE} yet")
+    table = summary_table(with_metrics, window=window)
+    path = sweep_dir / REPORT_FILE if output is None else Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(with_metrics, path.parent / FIGURES_DIR)
+    sections = [
+        f"# Sweep {sweep_dir.name}",
+        _grid_section(spec, sweep_dir, path.parent),
+        f"## Results\n\n{table}",
+        _figures_section(figures, path.parent),
+        _missing_section(sweep_dir, trials, steps),
+        _provenance_section(with_metrics),
+    ]
+    path.write_text("\n\n".join(sections) + "\n")
+    return path
+
+
+def _link(target: Path, start: Path) -> str:
+    """``target`` relative to the report's directory, with forward slashes (markdown links)."""
+    return Path(os.path.relpath(target, start)).as_posix()
+
+
+def _grid_section(spec: SweepSpec, sweep_dir: Path, report_dir: Path) -> str:
+    """The grid of the sweep and where its base config is."""
+    lines = [
+        "## Grid",
+        "",
+        f"- environments: {', '.join(spec.envs or ())}",
+        f"- algorithms: {', '.join(spec.algos)}",
+        f"- seeds: {', '.join(map(str, spec.seeds))}",
+        f"- agent steps per trial: {spec.base.total_steps}",
+        f"- trials: {len(spec.trials())}; base config in [{SWEEP_FILE}]({_link(sweep_dir / SWEEP_FILE, report_dir)})",
+    ]
+    return "\n".join(lines)
+
+
+def _figures_section(figures: Sequence[Path], report_dir: Path) -> str:
+    """Each PNG figure shown, with a link to its PDF."""
+    lines = ["## Figures", "", "Mean over seeds on the agent steps all seeds reached; shaded: +/- standard error."]
+    for png in (p for p in figures if p.suffix == ".png"):
+        pdf = png.with_suffix(".pdf")
+        lines += ["", f"![{png.stem}]({_link(png, report_dir)})", "", f"[{pdf.name}]({_link(pdf, report_dir)})"]
+    return "\n".join(lines)
+
+
+def _missing_section(sweep_dir: Path, trials: Sequence[Trial], steps: dict[str, int | None]) -> str:
+    """The trials without a complete ``metrics.csv`` (``sweep.is_complete``): failed (``failures.yaml``),
+    unfinished, or not started; ``steps``: each trial's agent steps so far (None: no metrics row)."""
+    failures = _read_failures(sweep_dir)
+    rows = []
+    for trial in trials:
+        total = trial.config.total_steps
+        if is_complete(sweep_dir / trial.name, total):
+            continue
+        reached = steps[trial.name]
+        if trial.name in failures:
+            state = f"failed: {failures[trial.name]}"
+        else:
+            state = "not started" if reached is None else "unfinished (running or interrupted)"
+        rows.append(f"| {trial.name} | {'none' if reached is None else f'{reached} of {total}'} | {state} |")
+    if not rows:
+        return f"## Missing or failed trials\n\nNone: all {len(trials)} trials are complete."
+    header = ["| trial | agent steps | state |", "|---|---|---|"]
+    return "\n".join(["## Missing or failed trials", "", *header, *rows])
+
+
+def _read_failures(sweep_dir: Path) -> dict[str, str]:
+    """The failed trials of ``failures.yaml`` and their errors, each on one line and safe in a table cell (empty
+    when there is no such file)."""
+    path = sweep_dir / FAILURES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        failures = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
+    if not isinstance(failures, dict):
+        raise ValueError(f"{path} must hold a mapping of trial names, got {type(failures).__name__}")
+    errors = {name: entry.get("error", "") if isinstance(entry, dict) else entry for name, entry in failures.items()}
+    return {str(name): " ".join(str(error).split()).replace("|", "\\|") for name, error in errors.items()}
+
+
+def _steps(run_dir: Path) -> int | None:
+    """The agent steps of the last row of ``run_dir/metrics.csv``; None when it is missing or has no row."""
+    try:
+        rows = read_metrics(run_dir)
+    except FileNotFoundError:
+        return None
+    return int(rows[-1]["agent_steps"]) if rows else None
+
+
+def _provenance_section(run_dirs: Sequence[Path]) -> str:
+    """Each distinct command line of the trials' ``config.yaml``, and each software version (all values found)."""
+    commands: dict[str, None] = {}
+    versions: dict[str, dict[str, None]] = {}
+    for run_dir in run_dirs:
+        config = read_config(run_dir)
+        if config.get("command_line"):
+            commands[str(config["command_line"])] = None
+        for name, version in (config.get("versions") or {}).items():
+            versions.setdefault(str(name), {})[str(version)] = None
+    lines = ["## How it was produced", "", f"Command lines (from the trials' {CONFIG_FILE}):", "", "```console"]
+    lines += [*(commands or ["(none recorded)"]), "```", "", "Versions:", ""]
+    lines += [f"- {name}: {', '.join(values)}" for name, values in versions.items()] or ["- (none recorded)"]
+    return "\n".join(lines)
