@@ -145,3 +145,13 @@ def test_bad_actions_and_observations_name_the_problem():
         net(obs, torch.zeros(4, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"observations must end in \(5,\), got \(4, 6\)"):
         net.action_rewards(torch.zeros(4, 6))
+
+
+def test_taken_and_all_rewards_from_one_pass():
+    net = mlp(normalize_output=True, seed=5)
+    obs = torch.randn(7, OBS, dtype=torch.float64)
+    actions = torch.randint(0, A, (7, 1))
+    taken, every = net.taken_and_all(obs, actions)
+    assert net.reward_count.item() == 7  # the taken actions' statistics, merged once
+    torch.testing.assert_close(every, net.action_rewards(obs))
+    torch.testing.assert_close(taken, every.gather(-1, actions).squeeze(-1))

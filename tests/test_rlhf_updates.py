@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from sobirl.rlhf import PreferenceUpdate, RewardNet, StormMomentum, preference_logits, preference_loss
+from sobirl.rlhf import (
+    MlpActionRewardNet,
+    PreferenceUpdate,
+    RewardNet,
+    StormMomentum,
+    preference_logits,
+    preference_loss,
+)
 
 F64 = torch.float64
 B, L, K, OBS, ACT = 3, 4, 3, 2, 1
@@ -350,7 +357,10 @@ def test_bad_inputs_name_the_field():
             update.surrogate(
                 net, observations, actions, labels, agent_steps=0, alpha=alpha, policy_actions=policy_actions
             )
-    with pytest.raises(ValueError, match="policy_actions are required while the sobirl term is on"):
+    with pytest.raises(
+        ValueError,
+        match=r"exactly one of policy_actions \(Box actions\) and policy_probs \(Discrete actions\) is required while",
+    ):
         update.surrogate(net, observations, actions, labels, agent_steps=0, alpha=ALPHA)
     with pytest.raises(ValueError, match="alpha is required while the sobirl exploration term is on"):
         update.surrogate(net, observations, actions, labels, agent_steps=0, policy_actions=policy_actions)
@@ -392,3 +402,118 @@ def test_storm_recursion_on_a_quadratic():
         optimizer.step()
         x_prev, x_ref = x_ref, x_ref - beta * h_ref
         torch.testing.assert_close(x.detach(), x_ref, rtol=0, atol=1e-14)
+
+
+# ---- Discrete actions: per-action reward nets, the exact baseline -----------------------------------------------
+
+N_ACTIONS = 3
+
+
+def discrete_batch() -> tuple[MlpActionRewardNet, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A tiny float64 per-action net, 3 labelled pairs of 4-step fragments with Discrete actions (as SB3 stores them,
+    floats with a trailing 1) and the actor's probabilities at every visited state."""
+    net = MlpActionRewardNet(OBS, N_ACTIONS, hidden=(5,), activation="tanh", seed=3, dtype=F64)
+    gen = torch.Generator().manual_seed(0)
+    observations = torch.randn(B, 2, L, OBS, generator=gen, dtype=F64)
+    actions = torch.randint(0, N_ACTIONS, (B, 2, L, 1), generator=gen).to(F64)
+    probs = torch.softmax(torch.randn(B, 2, L, N_ACTIONS, generator=gen, dtype=F64), dim=-1)
+    return net, observations, actions, torch.tensor([1.0, 0.0, 0.3], dtype=F64), probs
+
+
+def discrete_by_hand(net, observations, actions, labels, probs, *, estimator, gamma, rule="sobirl", penalty=None):
+    """As :func:`by_hand` with ``b_x(s) = sum_a pi(a|s) r_x(s, a)`` and sigma over the taken rewards and every
+    action's reward at every visited state; every J by its own backward."""
+
+    def every(s: torch.Tensor) -> torch.Tensor:
+        return net.action_rewards(s)
+
+    def J(s: torch.Tensor, a: int) -> torch.Tensor:
+        return flat_grad(every(s)[a], net)
+
+    steps = [(j, i, h) for j in range(B) for i in (0, 1) for h in range(L)]
+    taken = {(j, i, h): int(actions[j, i, h, 0].item()) for j, i, h in steps}
+    rows = [(observations[k], taken[k]) for k in steps] + [
+        (observations[k], a) for k in steps for a in range(N_ACTIONS)
+    ]
+    values = [every(s)[a].item() for s, a in rows]
+    jacobians = [J(s, a) for s, a in rows]
+    mean_r = sum(values) / len(rows)
+    sigma = math.sqrt(sum(v * v for v in values) / len(rows) - mean_r**2)
+    mean_J = sum(jacobians) / len(rows)
+    grad_sigma = (sum(v * g for v, g in zip(values, jacobians, strict=True)) / len(rows) - mean_r * mean_J) / sigma
+
+    exploitations, losses, scores = [], [], []
+    for j in range(B):
+        R = [sum(every(observations[j, i, h])[taken[j, i, h]].item() for h in range(L)) for i in (0, 1)]
+        logit, y = R[0] - R[1], labels[j].item()
+        sig = 1.0 / (1.0 + math.exp(-logit))
+        losses.append(-(y * math.log(sig) + (1 - y) * math.log(1 - sig)))
+        grad_R = [sum(J(observations[j, i, h], taken[j, i, h]) for h in range(L)) for i in (0, 1)]
+        exploitations.append((sig - y) * (grad_R[0] - grad_R[1]))
+        G, u = 0.0, 0.0
+        for i in (0, 1):
+            for h in range(L):
+                s, p = observations[j, i, h], probs[j, i, h]
+                horizon = range(h, L) if estimator == "monte-carlo" else range(h, h + 1)
+                G = G + sum(gamma ** (m - h) * J(observations[j, i, m], taken[j, i, m]) for m in horizon)
+                u = u + sum(gamma ** (m - h) * every(observations[j, i, m])[taken[j, i, m]].item() for m in horizon)
+                G = G - sum(p[a].item() * J(s, a) for a in range(N_ACTIONS))
+                u = u - sum(p[a].item() * every(s)[a].item() for a in range(N_ACTIONS))
+        scores.append(G / sigma - u * grad_sigma / sigma**2)
+    if rule == "pbrl":
+        return sum(exploitations) / B - penalty * sum(scores) / (B * 2 * L)
+    weights = [loss - (sum(losses) - loss) / (B - 1) for loss in losses]
+    return sum(e + w * score / ALPHA for e, w, score in zip(exploitations, weights, scores, strict=True)) / B
+
+
+@pytest.mark.parametrize(
+    ("rule", "estimator", "penalty"),
+    [
+        ("sobirl", "one-step", None),
+        ("sobirl", "monte-carlo", None),
+        ("hpgd", "monte-carlo", None),
+        ("pbrl", "one-step", 2.5),
+    ],
+)
+def test_discrete_gradients_equal_the_formulas_with_the_exact_baseline(rule, estimator, penalty):
+    net, observations, actions, labels, probs = discrete_batch()
+    update = PreferenceUpdate(rule, estimator=estimator, gamma=0.9)
+    got = surrogate_grad(
+        update,
+        net,
+        observations,
+        actions,
+        labels,
+        agent_steps=0,
+        alpha=None if rule == "pbrl" else ALPHA,
+        penalty=penalty,
+        policy_probs=probs,
+    )
+    expected = discrete_by_hand(
+        net, observations, actions, labels, probs, estimator=estimator, gamma=0.9, rule=rule, penalty=penalty
+    )
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+def test_action_probabilities_in_one_call_and_discrete_bad_inputs():
+    net, observations, actions, labels, probs = discrete_batch()
+    calls = []
+
+    def policy(rows: torch.Tensor) -> torch.Tensor:
+        calls.append(rows.shape)
+        return torch.softmax(rows[:, :1].repeat(1, N_ACTIONS) * torch.arange(N_ACTIONS, dtype=F64), dim=-1)
+
+    drawn = PreferenceUpdate.action_probabilities(policy, observations)
+    assert calls == [(B * 2 * L, OBS)] and drawn.shape == (B, 2, L, N_ACTIONS) and not drawn.requires_grad
+    torch.testing.assert_close(drawn.sum(-1), torch.ones(B, 2, L, dtype=F64))
+    update = PreferenceUpdate("sobirl")
+    kwargs = dict(agent_steps=0, alpha=ALPHA)
+    with pytest.raises(ValueError, match=r"policy_probs must have shape \(B, 2, L, n_actions\) = \(3, 2, 4, 3\)"):
+        update.surrogate(net, observations, actions, labels, policy_probs=probs[..., :2], **kwargs)
+    box_net = RewardNet(OBS, 1, hidden=(5,), dtype=F64)
+    with pytest.raises(TypeError, match="policy_probs need a per-action reward net"):
+        update.surrogate(box_net, observations, actions, labels, policy_probs=probs, **kwargs)
+    with pytest.raises(ValueError, match="exactly one of policy_actions"):
+        update.surrogate(
+            net, observations, actions, labels, policy_probs=probs, policy_actions=probs.unsqueeze(-1), **kwargs
+        )

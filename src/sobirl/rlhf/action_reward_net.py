@@ -66,6 +66,11 @@ class ActionRewardNet(OutputNormalization):
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The taken actions' rewards ``(...)``; ``actions`` are indices ``(...)`` or ``(..., 1)`` (SB3 stores
         Discrete actions with a trailing 1), integer or integral floats in ``[0, n_actions)``."""
+        return self.taken_and_all(observations, actions)[0]
+
+    def taken_and_all(self, observations: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The taken actions' rewards ``(...)`` (as :meth:`forward`) and every action's ``(..., n_actions)``, from ONE
+        pass of the network, both normalised with the statistics after merging the taken ones (training mode)."""
         lead = observations.shape[: observations.dim() - len(self.obs_shape)]
         if actions.shape == (*lead, 1):
             actions = actions.squeeze(-1)
@@ -79,8 +84,9 @@ class ActionRewardNet(OutputNormalization):
             (index != actions).any() or index.min().item() < 0 or index.max().item() >= self.n_actions
         ):
             raise ValueError(f"actions must be integers in [0, {self.n_actions}), got {actions.unique().tolist()}")
-        raw = self._raw(observations).gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        return self._normalize(raw, update=True)
+        raw = self._raw(observations)
+        taken = self._normalize(raw.gather(-1, index.unsqueeze(-1)).squeeze(-1), update=True)
+        return taken, self._normalize(raw, update=False)
 
 
 class MlpActionRewardNet(ActionRewardNet):

@@ -74,6 +74,12 @@ agent steps (the seed authors: 1e5), during which every rule is ``"drlhf"``. Whe
 clamped (:class:`sobirl.agents.RelabelingReplayBuffer`), the surrogates still differentiate the unclamped ``r_x``, as
 the seed authors do.
 
+Discrete actions. With a per-action reward net (:class:`~sobirl.rlhf.ActionRewardNet`) and the actor's
+probabilities ``pi(.|s_h)`` (:meth:`PreferenceUpdate.action_probabilities`), the baseline is exact,
+``b_x(s_h) = sum_a pi(a|s_h) r_x(s_h, a)``, from the same single forward (every action's reward at once), and
+``sigma_x`` is taken over the fragments' rewards and every action's reward at the visited states; everything else is
+as above.
+
 Stoc-SoBiRL (design math, section 5) replaces the plain mini-batch gradient by STORM momentum on the reward net's
 parameters, :class:`StormMomentum`.
 """
@@ -86,6 +92,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
+from sobirl.rlhf.action_reward_net import ActionRewardNet
 from sobirl.rlhf.preference_model import RewardFn, preference_logits, preference_loss
 from sobirl.validation import check_choice, check_int, check_range
 
@@ -112,6 +119,9 @@ SCALE_EPS = 1e-8
 
 ActionSampler = Callable[[torch.Tensor], torch.Tensor]
 """The follower's policy: ``(M, *obs_shape)`` observations to ``(M, *act_shape)`` actions, one draw per row."""
+
+ActionProbabilities = Callable[[torch.Tensor], torch.Tensor]
+"""The follower's policy over Discrete actions: ``(M, *obs_shape)`` observations to ``(M, |A|)`` probabilities."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,14 @@ class PreferenceUpdate:
             actions = policy(rows)
         return actions.reshape(*lead, self.action_samples, *actions.shape[1:])
 
+    @staticmethod
+    def action_probabilities(policy: ActionProbabilities, observations: torch.Tensor) -> torch.Tensor:
+        """Discrete actions: ``pi(.|s)`` at every visited state, ``(B, 2, L, |A|)``, in ONE policy call on the
+        ``B 2 L`` observations ``(B, 2, L, *obs_shape)``, without a graph."""
+        with torch.no_grad():
+            probs = policy(observations.reshape(-1, *observations.shape[3:]))
+        return probs.reshape(*observations.shape[:3], probs.shape[-1])
+
     def surrogate(
         self,
         reward_net: RewardFn,
@@ -221,6 +239,7 @@ class PreferenceUpdate:
         agent_steps: int,
         alpha: float | None = None,
         policy_actions: torch.Tensor | None = None,
+        policy_probs: torch.Tensor | None = None,
         penalty: float | None = None,
         on_policy: PairBatch | None = None,
     ) -> UpdateLoss:
@@ -241,18 +260,25 @@ class PreferenceUpdate:
             labels: ``(B,)`` probabilities in ``[0, 1]`` that the first fragment is preferred.
             agent_steps: follower steps so far (the warm-up switch, :meth:`explores`).
             alpha: SAC's current temperature ``> 0``; needed while ``"sobirl"``'s or ``"hpgd"``'s term is on.
-            policy_actions: :meth:`policy_actions` of ``observations``, ``(B, 2, L, k, *act_shape)``; needed only
-                while the second term is on; cast to the dtype and device of ``actions``.
+            policy_actions: Box actions: :meth:`policy_actions` of ``observations``, ``(B, 2, L, k, *act_shape)``;
+                needed only while the second term is on; cast to the dtype and device of ``actions``.
+            policy_probs: Discrete actions, instead of ``policy_actions``: :meth:`action_probabilities` of
+                ``observations``, ``(B, 2, L, |A|)``, with ``reward_net`` an
+                :class:`~sobirl.rlhf.ActionRewardNet`: ``b_x(s) = sum_a pi(a|s) r_x(s, a)`` exactly.
             penalty: ``"pbrl"``'s weight ``lambda > 0`` (:meth:`penalty_weight`); needed while its penalty is on.
             on_policy: ``(observations, actions, labels)`` of the ``B'`` pairs the second term is estimated on
-                (``policy_actions`` then belong to them); None: the same batch as the cross-entropy, in ONE forward.
+                (``policy_actions`` or ``policy_probs`` then belong to them); None: the same batch as the
+                cross-entropy, in ONE forward.
         """
         if not self.explores(agent_steps):
             logits = preference_logits(reward_net, observations, actions, discount=self.discount)
             ce = preference_loss(logits, labels)
             return UpdateLoss(loss=ce, cross_entropy=ce.item(), exploration=0.0, explored=False, logits=logits.detach())
-        if policy_actions is None:
-            raise ValueError(f"policy_actions are required while the {self.rule} term is on")
+        if (policy_actions is None) == (policy_probs is None):
+            raise ValueError(
+                f"exactly one of policy_actions (Box actions) and policy_probs (Discrete actions) is required while "
+                f"the {self.rule} term is on"
+            )
         if self.rule == "pbrl":
             if penalty is None:
                 raise ValueError("penalty is required while the pbrl penalty is on")
@@ -264,28 +290,16 @@ class PreferenceUpdate:
         x_obs, x_act, x_labels = (observations, actions, labels) if on_policy is None else on_policy
         if self.rule != "pbrl" and x_obs.shape[0] < 2:
             raise ValueError(f"{self.rule}'s leave-one-out baseline needs a batch of at least 2 pairs")
-        if policy_actions.shape[:3] != x_obs.shape[:3] or policy_actions.dim() != x_act.dim() + 1:
-            raise ValueError(
-                "policy_actions must have shape (B, 2, L, k, *act_shape) with (B, 2, L) = "
-                f"{tuple(x_obs.shape[:3])} and act_shape = {tuple(x_act.shape[3:])}, "
-                f"got {tuple(policy_actions.shape)}"
-            )
-        k = policy_actions.shape[3]
-        policy_rows = policy_actions.to(x_act).reshape(-1, *policy_actions.shape[4:])
-        outputs: list[torch.Tensor] = []
-
-        def shared_forward(obs_rows: torch.Tensor, act_rows: torch.Tensor) -> torch.Tensor:
-            """ONE reward-net forward: the fragments' steps, then each state's ``k`` policy actions."""
-            rows = torch.cat([obs_rows, obs_rows.repeat_interleave(k, dim=0)])
-            outputs.append(reward_net(rows, torch.cat([act_rows, policy_rows])))
-            return outputs[0][: len(obs_rows)]
-
+        if policy_actions is not None:
+            shared_forward, outputs = self._sampled_baseline(reward_net, x_obs, x_act, policy_actions)
+        else:
+            shared_forward, outputs = self._exact_baseline(reward_net, x_obs, policy_probs)
         # the preference model validates the shapes, flattens the steps and sums the returns
         x_logits = preference_logits(shared_forward, x_obs, x_act, discount=self.discount)
         B, _, L = x_obs.shape[:3]
-        M = B * 2 * L
-        rewards = outputs[0] / outputs[0].std(correction=0).clamp_min(SCALE_EPS)  # in units of sigma_x
-        taken, baseline = rewards[:M].reshape(B, 2, L), rewards[M:].reshape(B, 2, L, k).mean(dim=-1)
+        every, taken, baseline = outputs
+        sigma = every.std(correction=0).clamp_min(SCALE_EPS)  # in units of sigma_x
+        taken, baseline = (taken / sigma).reshape(B, 2, L), (baseline / sigma).reshape(B, 2, L)
         logits = (
             x_logits
             if on_policy is None
@@ -306,6 +320,56 @@ class PreferenceUpdate:
             explored=True,
             logits=logits.detach(),
         )
+
+    @staticmethod
+    def _sampled_baseline(
+        reward_net: RewardFn, observations: torch.Tensor, actions: torch.Tensor, policy_actions: torch.Tensor
+    ) -> tuple[RewardFn, list[torch.Tensor]]:
+        """A reward function for the preference model that also fills ``[every reward, taken, b_x]`` (flat, per
+        visited step) from ONE forward on the fragments' steps and each state's ``k`` policy actions."""
+        if policy_actions.shape[:3] != observations.shape[:3] or policy_actions.dim() != actions.dim() + 1:
+            raise ValueError(
+                "policy_actions must have shape (B, 2, L, k, *act_shape) with (B, 2, L) = "
+                f"{tuple(observations.shape[:3])} and act_shape = {tuple(actions.shape[3:])}, "
+                f"got {tuple(policy_actions.shape)}"
+            )
+        k = policy_actions.shape[3]
+        policy_rows = policy_actions.to(actions).reshape(-1, *policy_actions.shape[4:])
+        outputs: list[torch.Tensor] = []
+
+        def shared_forward(obs_rows: torch.Tensor, act_rows: torch.Tensor) -> torch.Tensor:
+            M = len(obs_rows)
+            rows = torch.cat([obs_rows, obs_rows.repeat_interleave(k, dim=0)])
+            every = reward_net(rows, torch.cat([act_rows, policy_rows]))
+            outputs.extend([every, every[:M], every[M:].reshape(M, k).mean(dim=-1)])
+            return every[:M]
+
+        return shared_forward, outputs
+
+    @staticmethod
+    def _exact_baseline(
+        reward_net: RewardFn, observations: torch.Tensor, policy_probs: torch.Tensor
+    ) -> tuple[RewardFn, list[torch.Tensor]]:
+        """As :meth:`_sampled_baseline` for Discrete actions: every action's reward from ONE forward of a per-action
+        net, and ``b_x(s) = sum_a pi(a|s) r_x(s, a)``; ``every reward`` holds the taken and all actions' rewards."""
+        if not isinstance(reward_net, ActionRewardNet):
+            raise TypeError(
+                f"policy_probs need a per-action reward net (sobirl.rlhf.ActionRewardNet), got {type(reward_net)}"
+            )
+        if policy_probs.shape != (*observations.shape[:3], reward_net.n_actions):
+            raise ValueError(
+                f"policy_probs must have shape (B, 2, L, n_actions) = "
+                f"{(*observations.shape[:3], reward_net.n_actions)}, got {tuple(policy_probs.shape)}"
+            )
+        outputs: list[torch.Tensor] = []
+
+        def shared_forward(obs_rows: torch.Tensor, act_rows: torch.Tensor) -> torch.Tensor:
+            taken, every = reward_net.taken_and_all(obs_rows, act_rows)
+            probs = policy_probs.to(every).reshape(every.shape)
+            outputs.extend([torch.cat([taken, every.reshape(-1)]), taken, (probs * every).sum(dim=-1)])
+            return taken
+
+        return shared_forward, outputs
 
     def _step_weights(self, L: int, like: torch.Tensor) -> torch.Tensor:
         """``c_m``, ``(L,)``: 1 for ``"one-step"``, ``sum_{h<=m} gamma^(m-h)`` for ``"monte-carlo"``."""
