@@ -12,6 +12,9 @@ form the episode recorder keeps too, :mod:`sobirl.rlhf.recording`). So old trans
 and the environment's reward never reaches the follower. Under ``VecNormalize`` the observations of the batch are
 normalised as usual, but the reward net sees the raw ones (as in the fragments it learns from) and its reward is NOT
 passed through ``VecNormalize``'s reward scaling.
+
+The relabelling itself is the mixin :class:`RewardRelabeling`, which the frame-stack buffer
+:class:`~sobirl.agents.RelabelingFrameStackReplayBuffer` shares.
 """
 
 from __future__ import annotations
@@ -27,50 +30,24 @@ from sobirl.rlhf.preference_model import RewardFn
 from sobirl.validation import check_range
 
 
-class RelabelingReplayBuffer(ReplayBuffer):
-    """SB3's ``ReplayBuffer`` with rewards recomputed by ``reward_fn`` at sampling time (module docstring).
+class RewardRelabeling:
+    """Mixin for a replay buffer whose sampled rewards are ``reward_fn``'s (module docstring).
 
-    Pass it to an off-policy algorithm as ``replay_buffer_class`` with ``replay_buffer_kwargs={"reward_fn": ...}``
-    (:func:`sobirl.agents.make_sac` does). The positional arguments are SB3's; ``optimize_memory_usage`` and
-    ``n_envs >= 1`` work as in SB3.
-
-    Args:
-        reward_fn: ``(M, *obs_shape)`` observations and ``(M, action_dim)`` actions (torch) to ``(M,)`` rewards,
-            e.g. a :class:`~sobirl.rlhf.RewardNet`. An ``nn.Module`` receives its inputs on the device and in the
-            floating dtype of its first parameter and is switched to eval mode for the call (its previous mode is
-            restored); any other callable receives float32 tensors on the buffer's device.
-        clip: when set (``> 0``), rewards are clamped to ``[-clip, clip]``; ``1.0`` reproduces the seed authors.
-
-    A pickled buffer (SB3's ``save_replay_buffer``) carries a COPY of ``reward_fn``: after ``load_replay_buffer``, set
-    ``model.replay_buffer.reward_fn`` back to the live reward net.
+    The buffer's ``__init__`` calls :meth:`_init_relabeling` and its ``_get_samples`` returns
+    :meth:`relabel` of the raw sampled observations and actions as the rewards; ``self.device`` is the buffer's.
+    Used by :class:`RelabelingReplayBuffer` and :class:`~sobirl.agents.RelabelingFrameStackReplayBuffer`.
     """
 
-    def __init__(
-        self,
-        buffer_size: int,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        device: torch.device | str = "auto",
-        n_envs: int = 1,
-        optimize_memory_usage: bool = False,
-        handle_timeout_termination: bool = True,
-        *,
-        reward_fn: RewardFn,
-        clip: float | None = None,
-    ) -> None:
+    reward_fn: RewardFn
+    clip: float | None
+    device: torch.device
+
+    def _init_relabeling(self, reward_fn: RewardFn, clip: float | None) -> None:
+        """Check and keep ``reward_fn`` and ``clip`` (see :class:`RelabelingReplayBuffer`)."""
         if not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable (observations, actions) -> rewards, got {type(reward_fn)}")
         self.reward_fn = reward_fn
         self.clip = None if clip is None else check_range("clip", clip, low=0.0, low_open=True)
-        super().__init__(
-            buffer_size,
-            observation_space,
-            action_space,
-            device=device,
-            n_envs=n_envs,
-            optimize_memory_usage=optimize_memory_usage,
-            handle_timeout_termination=handle_timeout_termination,
-        )
 
     def relabel(self, observations: np.ndarray, actions: np.ndarray) -> torch.Tensor:
         """float32 ``(M, 1)`` rewards on the buffer's device for raw ``observations (M, *obs_shape)`` and stored
@@ -106,6 +83,49 @@ class RelabelingReplayBuffer(ReplayBuffer):
                 torch.as_tensor(observations, device=device, dtype=dtype),
                 torch.as_tensor(actions, device=device, dtype=dtype),
             )
+
+
+class RelabelingReplayBuffer(RewardRelabeling, ReplayBuffer):
+    """SB3's ``ReplayBuffer`` with rewards recomputed by ``reward_fn`` at sampling time (module docstring).
+
+    Pass it to an off-policy algorithm as ``replay_buffer_class`` with ``replay_buffer_kwargs={"reward_fn": ...}``
+    (:func:`sobirl.agents.make_sac` does). The positional arguments are SB3's; ``optimize_memory_usage`` and
+    ``n_envs >= 1`` work as in SB3.
+
+    Args:
+        reward_fn: ``(M, *obs_shape)`` observations and ``(M, action_dim)`` actions (torch) to ``(M,)`` rewards,
+            e.g. a :class:`~sobirl.rlhf.RewardNet`. An ``nn.Module`` receives its inputs on the device and in the
+            floating dtype of its first parameter and is switched to eval mode for the call (its previous mode is
+            restored); any other callable receives float32 tensors on the buffer's device.
+        clip: when set (``> 0``), rewards are clamped to ``[-clip, clip]``; ``1.0`` reproduces the seed authors.
+
+    A pickled buffer (SB3's ``save_replay_buffer``) carries a COPY of ``reward_fn``: after ``load_replay_buffer``, set
+    ``model.replay_buffer.reward_fn`` back to the live reward net.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: torch.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        *,
+        reward_fn: RewardFn,
+        clip: float | None = None,
+    ) -> None:
+        self._init_relabeling(reward_fn, clip)
+        super().__init__(
+            buffer_size,
+            observation_space,
+            action_space,
+            device=device,
+            n_envs=n_envs,
+            optimize_memory_usage=optimize_memory_usage,
+            handle_timeout_termination=handle_timeout_termination,
+        )
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         """SB3's ``ReplayBuffer._get_samples`` (same draws from numpy's global RNG, same fields) with the rewards
