@@ -10,8 +10,15 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from sobirl.agents import RelabelingReplayBuffer, actor_sampler, make_sac, sac_temperature
-from sobirl.rlhf import EpisodeRecorder, RecordingCallback, RewardNet, Trajectory
+from sobirl.agents import (
+    DiscreteSAC,
+    RelabelingReplayBuffer,
+    actor_probabilities,
+    actor_sampler,
+    make_sac,
+    sac_temperature,
+)
+from sobirl.rlhf import EpisodeRecorder, MlpActionRewardNet, RecordingCallback, RewardNet, Trajectory
 
 SMALL = dict(buffer_size=1000, batch_size=32, policy_kwargs=dict(net_arch=[32, 32]))
 
@@ -102,8 +109,10 @@ def test_callback_with_two_envs_and_observation_normalisation():
 
 
 def test_make_sac_rejects_what_it_cannot_run():
-    with pytest.raises(TypeError, match=r"action_space must be a gymnasium.spaces.Box for SAC, got Discrete\(2\)"):
-        make_sac(gym.make("CartPole-v1"), lambda o, a: o[:, 0])
+    multi = gym.make("CartPole-v1")
+    multi.action_space = gym.spaces.MultiDiscrete([2, 2])
+    with pytest.raises(TypeError, match=r"action_space must be a gymnasium.spaces.Box \(SAC\) or Discrete \(Disc"):
+        make_sac(multi, lambda o, a: o[:, 0])
     with pytest.raises(ValueError, match="replay_buffer_class cannot be given"):
         make_sac(pendulum(5), lambda o, a: o[:, 0], replay_buffer_class=RelabelingReplayBuffer)
     with pytest.raises(ValueError, match="tensorboard_log cannot be given to make_sac; log_dir"):
@@ -113,3 +122,27 @@ def test_make_sac_rejects_what_it_cannot_run():
     )
     with pytest.raises(TypeError, match="FlattenObservation"):
         make_sac(dict_env, lambda o, a: o[:, 0])
+
+
+def test_discrete_actions_make_a_discrete_sac_that_learns_from_a_per_action_net(tmp_path):
+    env = gym.make("CartPole-v1")
+    net = MlpActionRewardNet(4, 2, hidden=(8,), seed=0)
+    kwargs = {**SMALL, "policy_kwargs": dict(net_arch=[32, 32])}  # SB3 adds use_sde to the SAC tests' dict
+    model = make_sac(env, net, seed=0, device="cpu", learning_starts=50, **kwargs)
+    assert isinstance(model, DiscreteSAC) and isinstance(model.replay_buffer, RelabelingReplayBuffer)
+    recorder = EpisodeRecorder(1)
+    model.learn(120, callback=RecordingCallback(recorder))
+    samples = model.replay_buffer.sample(16)
+    with torch.no_grad():
+        expected = net.eval()(samples.observations, samples.actions)
+    torch.testing.assert_close(samples.rewards.squeeze(-1), expected)  # relabelled, not CartPole's +1
+    episode = recorder.trajectories[0]
+    assert set(np.unique(episode.actions)) <= {0, 1} and np.all(episode.true_rewards == 1.0)
+    obs = torch.as_tensor(np.stack([episode.observations[0], episode.observations[-1]]))
+    probs = actor_probabilities(model)(obs)
+    with torch.no_grad():
+        expected = torch.softmax(model.actor(obs), dim=-1)
+    assert probs.shape == (2, 2) and not probs.requires_grad
+    torch.testing.assert_close(probs, expected)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2))
+    assert sac_temperature(model) == pytest.approx(model.current_ent_coef().item())

@@ -1,14 +1,39 @@
-"""Followers for deep RLHF: Stable-Baselines3 SAC learning from the reward network through a relabelling buffer.
+"""Followers for deep RLHF: soft actor-critics learning from the reward network through a relabelling buffer.
 
 - :class:`RelabelingReplayBuffer` (``relabel``): rewards recomputed by the current reward net at every sample.
-- :func:`make_sac` (``sac``): SB3 SAC with that buffer, a Box action space and a logger that writes where told;
-  :func:`sac_temperature` and :func:`actor_sampler` give the upper level SAC's ``alpha`` and its actor's actions.
+- :func:`make_sac` (``sac``): SB3 SAC (Box actions) or :class:`DiscreteSAC` (Discrete actions, :func:`follower_class`)
+  with that buffer and a logger that writes where told; :func:`sac_temperature`, :func:`actor_sampler` and
+  :func:`actor_probabilities` give the upper level the temperature ``alpha``, the actor's actions (Box) and its
+  probabilities (Discrete).
 - :class:`DiscreteSAC` (``discrete_sac``): soft actor-critic for Discrete action spaces as an SB3 algorithm, with
   exact expectations over the actions.
+- :class:`FrameStackReplayBuffer` (``frame_buffer``): replay buffer for ``VecFrameStack`` images (Atari) storing each
+  uint8 frame once, no ``next_obs`` copy; :class:`RelabelingFrameStackReplayBuffer` relabels its rewards as
+  :class:`RelabelingReplayBuffer` does; :func:`frame_buffer_bytes` is its memory, computed without allocating it.
 """
 
 from sobirl.agents.discrete_sac import DiscreteSAC
+from sobirl.agents.frame_buffer import FrameStackReplayBuffer, RelabelingFrameStackReplayBuffer, frame_buffer_bytes
 from sobirl.agents.relabel import RelabelingReplayBuffer
-from sobirl.agents.sac import LOG_FORMATS, actor_sampler, make_sac, sac_temperature
+from sobirl.agents.sac import (
+    LOG_FORMATS,
+    actor_probabilities,
+    actor_sampler,
+    follower_class,
+    make_sac,
+    sac_temperature,
+)
 
-__all__ = ["LOG_FORMATS", "DiscreteSAC", "RelabelingReplayBuffer", "actor_sampler", "make_sac", "sac_temperature"]
+__all__ = [
+    "LOG_FORMATS",
+    "DiscreteSAC",
+    "FrameStackReplayBuffer",
+    "RelabelingFrameStackReplayBuffer",
+    "RelabelingReplayBuffer",
+    "actor_probabilities",
+    "actor_sampler",
+    "follower_class",
+    "frame_buffer_bytes",
+    "make_sac",
+    "sac_temperature",
+]
