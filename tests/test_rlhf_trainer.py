@@ -18,11 +18,24 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from smoke import SMOKE
+from sobirl.agents import DiscreteSAC
 from sobirl.cli import main
+from sobirl.experiments import write_config
+from sobirl.rlhf import MlpActionRewardNet
 from sobirl.rlhf import trainer as trainer_module
 from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class MultiBinaryActions(gym.Env):
+    """1-D Box observations, MultiBinary actions: an action space deep RLHF does not take."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,))
+    action_space = gym.spaces.MultiBinary(2)
+
+
+gym.register("sobirl-test/MultiBinaryActions-v0", entry_point=MultiBinaryActions, max_episode_steps=50)
 
 
 def smoke_args(**changes: object) -> list[str]:
@@ -77,6 +90,32 @@ def test_every_algo_runs_on_a_tiny_halfcheetah(algo, tmp_path, monkeypatch):
     if algo != "sac-true-reward":
         assert trainer.dataset.contents()[0].observations.shape[2:] == (25, 17)  # HalfCheetah's 17-D observations
         assert 0 <= rows[-1]["preference_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algo_runs_on_discrete_cartpole(algo, tmp_path):
+    changes = {"env": "CartPole-v1", "algo": algo, "total_steps": 200, "checkpoint_interval": 100, "fragment_length": 8}
+    config = RLHFConfig(**{**SMOKE, **changes})  # random CartPole episodes last ~20 steps
+    write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})
+    trainer = RLHFTrainer(config, tmp_path)
+    rows = trainer.run()
+    assert isinstance(trainer.model, DiscreteSAC) and trainer.steps == 200
+    assert [r["agent_steps"] for r in rows] == [100, 200]
+    assert all(1 <= r["eval_return"] <= 50 and 0 < r["alpha"] <= 1 for r in rows)  # CartPole: +1 per step, 50 steps
+    if algo == "sac-true-reward":
+        assert trainer.reward_net is None
+    else:
+        assert isinstance(trainer.reward_net, MlpActionRewardNet) and trainer.reward_net.n_actions == 2
+        pairs = trainer.dataset.contents()[0]
+        assert pairs.observations.shape[2:] == (8, 4) and set(np.unique(pairs.actions)) <= {0, 1}
+        assert all(math.isfinite(r["reward_loss"]) for r in rows)
+        assert (rows[-1]["exploration_norm"] > 0) == (algo != "drlhf")
+        # CartPole pays +1 per step: fragments inside episodes all return their length, every pair is a tie (its
+        # labels are coin flips) and the held-out accuracy, over decided pairs only, is undefined
+        assert np.all(trainer.labeller.probabilities(pairs) == 0.5)
+        assert all(math.isnan(r["preference_accuracy"]) for r in rows)
+    resumed = RLHFTrainer.resume(tmp_path)
+    assert isinstance(resumed.model, DiscreteSAC) and resumed.steps == 200
 
 
 @pytest.mark.parametrize("algo", ["sobirl", "hpgd", "pbrl"])
@@ -187,7 +226,8 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
     [
         (["--algo", "pbrl-x"], "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward"),
         (["--env", "Pendulm-v1"], "Did you mean: `Pendulum`?"),
-        (["--env", "CartPole-v1"], "needs 1-D Box observations and actions"),
+        (["--env", "FrozenLake-v1"], "has observation_space Discrete(16); deep RLHF needs 1-D Box observations"),
+        (["--env", "sobirl-test/MultiBinaryActions-v0"], "needs 1-D Box actions (SAC, e.g. Pendulum-v1) or Discrete"),
         (["--total-steps", "0"], "total_steps must be an integer >= 1, got 0"),
         (["--set", "rewrd_lr=0.1"], "unknown config keys rewrd_lr; valid: env, algo"),
         (["--set", "fragment_length=201"], "fragment_length (201) is longer than the episodes of Pendulum-v1 allow"),

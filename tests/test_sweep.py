@@ -86,7 +86,7 @@ def test_grid_names_and_configs():
             "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward",
         ),
         ({"envs": ("Pendulum-v1", "Pendulm-v1")}, "unknown env 'Pendulm-v1'"),
-        ({"envs": ("CartPole-v1",)}, "env 'CartPole-v1' has action_space Discrete(2); deep RLHF needs 1-D Box"),
+        ({"envs": ("FrozenLake-v1",)}, "env 'FrozenLake-v1' has observation_space Discrete(16); deep RLHF needs"),
         ({"envs": ()}, "envs must hold at least one value"),
         ({"workers": 0}, "workers must be an integer >= 1, got 0"),
         ({"seeds": ()}, "seeds must hold at least one value"),

@@ -525,11 +525,11 @@ def _run_estimators(parser: argparse.ArgumentParser, args: argparse.Namespace, c
 def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "rlhf",
-        help="deep RLHF on continuous control: SAC learning from a reward net trained on synthetic preferences",
+        help="deep RLHF: soft actor-critic learning from a reward net trained on synthetic preferences",
         description=(
-            "Train SAC on a gymnasium continuous-control environment from a reward network learned from synthetic "
-            "preferences between fragments of its own episodes (drlhf, sobirl, stoc-sobirl, hpgd, pbrl), or on the "
-            "true reward "
+            "Train a soft actor-critic (SAC for Box actions, DiscreteSAC for Discrete actions) on a gymnasium "
+            "environment with 1-D observations from a reward network learned from synthetic preferences between "
+            "fragments of its own episodes (drlhf, sobirl, stoc-sobirl, hpgd, pbrl), or on the true reward "
             "(sac-true-reward). Settings: defaults < --config FILE < --set KEY=VALUE < the options below; every key "
             "is a field of sobirl.rlhf.trainer.RLHFConfig. Writes config.yaml, metrics.csv, tensorboard/, "
             "return.png and checkpoints/ to a new run directory OUTPUT_DIR/NAME-<timestamp>; --resume RUN_DIR "

@@ -1,7 +1,10 @@
-"""Deep RLHF on continuous control: SAC, episode recording, fragment queries, synthetic labels and reward updates
-joined in one loop, into a run directory that can be resumed after a kill.
+"""Deep RLHF: soft actor-critic, episode recording, fragment queries, synthetic labels and reward updates joined in
+one loop, into a run directory that can be resumed after a kill.
 
-The loop (:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
+The follower is SB3's SAC with a :class:`RewardNet` on ``(s, a)`` for Box actions, or
+:class:`~sobirl.agents.DiscreteSAC` with a per-action :class:`~sobirl.rlhf.ActionRewardNet` for Discrete actions (the
+exploration term's baseline is then exact, :mod:`sobirl.rlhf.updates`); "SAC" below means either. The loop
+(:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
 
 - a reward update every ``reward_update_interval`` steps (not for ``sac-true-reward``): query the
   :class:`QuerySchedule`'s new pairs from the recorded episodes, label them with the :class:`SyntheticLabeller`,
@@ -50,12 +53,12 @@ import numpy as np
 import torch
 import yaml
 from gymnasium import spaces
-from stable_baselines3 import SAC
 from stable_baselines3.common.logger import Logger
 from torch.utils.tensorboard import SummaryWriter
 
-from sobirl.agents import actor_sampler, make_sac, sac_temperature
+from sobirl.agents import actor_probabilities, actor_sampler, follower_class, make_sac, sac_temperature
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
+from sobirl.rlhf.action_reward_net import ActionRewardNet, action_reward_net
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import preference_accuracy, preference_logits
 from sobirl.rlhf.preferences import PreferenceDataset, SyntheticLabeller
@@ -112,7 +115,8 @@ class RLHFConfig:
     """Everything a deep RLHF run depends on; validated at construction, round-trips through YAML.
 
     Attributes:
-        env: gymnasium environment id with a 1-D Box observation and action space, e.g. Pendulum-v1, HalfCheetah-v5.
+        env: gymnasium environment id with a 1-D Box observation space and a 1-D Box (e.g. Pendulum-v1,
+            HalfCheetah-v5) or Discrete (e.g. CartPole-v1) action space.
         algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl with STORM momentum), hpgd, pbrl, sac-true-reward.
         total_steps: agent (environment) steps of the run.
         seed: seed of SAC, the environments, the reward net and the preference pipeline.
@@ -348,14 +352,21 @@ def make_env(config: RLHFConfig) -> gym.Env:
             f"fragment_length ({config.fragment_length}) is longer than the episodes of {config.env} allow (time "
             f"limit {limit} steps); use a fragment_length <= {limit} or a larger max_episode_steps"
         )
-    for name in ("action_space", "observation_space"):
-        space = getattr(env, name)
-        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            env.close()
-            raise ValueError(
-                f"env {config.env!r} has {name} {space}; deep RLHF needs 1-D Box observations and actions "
-                "(continuous control, e.g. Pendulum-v1, HalfCheetah-v5)"
-            )
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        env.close()
+        raise ValueError(
+            f"env {config.env!r} has observation_space {obs_space}; deep RLHF needs 1-D Box observations (e.g. "
+            "Pendulum-v1, HalfCheetah-v5, CartPole-v1); wrap others in gymnasium.wrappers.FlattenObservation"
+        )
+    if not (
+        isinstance(act_space, spaces.Discrete) or (isinstance(act_space, spaces.Box) and len(act_space.shape) == 1)
+    ):
+        env.close()
+        raise ValueError(
+            f"env {config.env!r} has action_space {act_space}; deep RLHF needs 1-D Box actions (SAC, e.g. "
+            "Pendulum-v1) or Discrete actions (DiscreteSAC, e.g. CartPole-v1)"
+        )
     return env
 
 
@@ -420,14 +431,16 @@ class RLHFTrainer:
         self.dataset = PreferenceDataset(config.dataset_capacity)
         self.recorder = EpisodeRecorder(1, max_steps=config.recorder_steps)
         self.state = _Progress()
-        self.reward_net: RewardNet | None = None
+        self.reward_net: RewardNet | ActionRewardNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.storm: StormMomentum | None = None
         sac_kwargs = self._sac_kwargs()
+        algorithm = follower_class(self.env.action_space)  # SAC or DiscreteSAC
         if config.algo == "sac-true-reward":
-            self.model = SAC("MlpPolicy", self.env, seed=config.seed, device=config.device, **sac_kwargs)
+            self.model = algorithm("MlpPolicy", self.env, seed=config.seed, device=config.device, **sac_kwargs)
         else:
-            self.reward_net = RewardNet.from_spaces(
+            build = action_reward_net if self.discrete else RewardNet.from_spaces
+            self.reward_net = build(
                 self.env.observation_space,
                 self.env.action_space,
                 hidden=config.reward_hidden,
@@ -461,6 +474,11 @@ class RLHFTrainer:
         """SB3's own logger writes nothing (the run's metrics go to ``metrics.csv``); without one it would create a
         temporary folder at every ``learn``."""
         self.model.set_logger(Logger(folder=None, output_formats=[]))
+
+    @property
+    def discrete(self) -> bool:
+        """Whether the actions are Discrete (DiscreteSAC, a per-action reward net, the exact baseline)."""
+        return isinstance(self.env.action_space, spaces.Discrete)
 
     @property
     def steps(self) -> int:
@@ -519,22 +537,29 @@ class RLHFTrainer:
         epochs = c.initial_reward_epochs if self.state.reward_updates == 0 else c.reward_epochs
         batch = min(c.reward_batch_size, len(self.dataset))
         param = next(self.reward_net.parameters())
-        sampler, alpha = actor_sampler(self.model), sac_temperature(self.model)
+        alpha = sac_temperature(self.model)
+        policy = actor_probabilities(self.model) if self.discrete else actor_sampler(self.model)
         penalty = self.update.penalty_weight(self.state.reward_updates)
         losses, explorations = [], []
         self.reward_net.train()
         for _ in range(epochs * math.ceil(len(self.dataset) / batch)):
             obs, act, y = self._batch(self.dataset.sample(batch, self.batch_rng), param)
-            on_policy, policy_actions = None, None
+            on_policy, policy_actions, policy_probs = None, None, None
             if self.update.explores(steps):
                 if c.exploration_pairs is not None:
                     newest = min(c.exploration_pairs, len(self.dataset))
                     on_policy = self._batch(
                         self.dataset.sample(min(batch, newest), self.batch_rng, newest=newest), param
                     )
-                policy_actions = self.update.policy_actions(sampler, obs if on_policy is None else on_policy[0])
+                visited = obs if on_policy is None else on_policy[0]
+                if self.discrete:
+                    policy_probs = self.update.action_probabilities(policy, visited)
+                else:
+                    policy_actions = self.update.policy_actions(policy, visited)
 
-            def surrogate(obs=obs, act=act, y=y, policy_actions=policy_actions, on_policy=on_policy):  # this batch
+            def surrogate(
+                obs=obs, act=act, y=y, policy_actions=policy_actions, policy_probs=policy_probs, on_policy=on_policy
+            ):  # this batch
                 return self.update.surrogate(
                     self.reward_net,
                     obs,
@@ -543,6 +568,7 @@ class RLHFTrainer:
                     agent_steps=steps,
                     alpha=alpha,
                     policy_actions=policy_actions,
+                    policy_probs=policy_probs,
                     penalty=penalty,
                     on_policy=on_policy,
                 )
@@ -706,7 +732,10 @@ class RLHFTrainer:
         state = torch.load(checkpoint / _STATE, map_location=trainer.model.device, weights_only=False)
         net = state["reward_net"]
         buffer_kwargs = {} if net is None else {"replay_buffer_kwargs": {"reward_fn": net, "clip": trainer.config.clip}}
-        trainer.model = SAC.load(checkpoint / _SAC, env=trainer.env, device=trainer.config.device, **buffer_kwargs)
+        algorithm = follower_class(trainer.env.action_space)
+        trainer.model = algorithm.load(
+            checkpoint / _SAC, env=trainer.env, device=trainer.config.device, **buffer_kwargs
+        )
         trainer.model.load_replay_buffer(checkpoint / _REPLAY)
         if net is not None:
             trainer.model.replay_buffer.reward_fn = net  # the pickled buffer carries a copy
