@@ -148,10 +148,12 @@ def test_config_file_with_overrides_and_yaml_round_trip(tmp_path, capsys):
     assert [r["agent_steps"] for r in read_metrics(run_dir)] == [100]
 
 
-@pytest.mark.parametrize("name", ["pendulum-cpu", "halfcheetah-cpu", "halfcheetah-paper"])
+@pytest.mark.parametrize("name", ["pendulum-cpu", "halfcheetah-cpu", "halfcheetah-paper", "cartpole-cpu"])
 def test_shipped_configs_load(name):
     config = RLHFConfig.from_yaml(REPO / "configs" / f"{name}.yaml")
-    assert config.total_steps == {"pendulum-cpu": 30_000, "halfcheetah-cpu": 100_000}.get(name, 1_000_000)
+    steps = {"pendulum-cpu": 30_000, "halfcheetah-cpu": 100_000, "cartpole-cpu": 50_000}
+    assert config.total_steps == steps.get(name, 1_000_000)
+    assert config.absorbing_termination == (name == "cartpole-cpu")
 
 
 def collect_dataset(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,7 @@ from stable_baselines3.common.logger import Logger
 from torch.utils.tensorboard import SummaryWriter
 
 from sobirl.agents import actor_probabilities, actor_sampler, follower_class, make_sac, sac_temperature
+from sobirl.envs.absorbing import absorbing_env
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from sobirl.rlhf.action_reward_net import ActionRewardNet, action_reward_net
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
@@ -123,6 +124,10 @@ class RLHFConfig:
         device: device of SAC and the reward net: auto, cpu or cuda.
         threads: torch's CPU threads; None keeps torch's default (small networks run fastest on 1).
         max_episode_steps: time limit of the environments; None keeps the environment's own.
+        absorbing_termination: the training episodes run to the time limit, termination becoming an absorbing state
+            (the terminal observation, reward 0; :mod:`sobirl.envs.absorbing`): needed where the reward is constant
+            per step (CartPole-v1), or every pair of equal-length fragments ties. The evaluation episodes end at
+            termination, with the same true return.
         fragment_length: steps per fragment of a preference pair.
         total_pairs: preference pairs queried over the run.
         initial_pairs: pairs queried at the first reward update.
@@ -178,6 +183,7 @@ class RLHFConfig:
     device: str = "auto"
     threads: int | None = None
     max_episode_steps: int | None = None
+    absorbing_termination: bool = False
     fragment_length: int = 25
     total_pairs: int = 1000
     initial_pairs: int = 200
@@ -269,8 +275,9 @@ class RLHFConfig:
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
         self.update_rule()  # estimator, exploration_scale, exploration_weight_max, penalty*
-        if not isinstance(self.reward_normalize, bool):
-            raise TypeError(f"reward_normalize must be true or false, got {self.reward_normalize!r}")
+        for name in ("reward_normalize", "absorbing_termination"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.schedule_for()  # initial_pairs <= total_pairs
 
     def update_rule(self) -> PreferenceUpdate:
@@ -326,18 +333,24 @@ class RLHFConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
-def make_env(config: RLHFConfig) -> gym.Env:
-    """The environment of ``config``, with its time limit override; checks the spaces SAC and the reward net need.
+def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
+    """The environment of ``config``, with its time limit override (and, for training, its absorbing termination);
+    checks the spaces SAC and the reward net need. ``evaluation``: the environment the policy is evaluated on, whose
+    episodes end at termination.
 
     Raises:
         gymnasium.error.DependencyNotInstalled: the environment needs an uninstalled extra (MuJoCo).
-        ValueError: unknown environment id (gymnasium's message, with its suggestion), a space that is not a
-            1-D Box, or a fragment_length beyond the environment's time limit, naming the fix.
+        ValueError: unknown environment id (gymnasium's message, with its suggestion), an observation space that is
+            not a 1-D Box, an action space neither a 1-D Box nor Discrete, a fragment_length beyond the environment's
+            time limit, or absorbing termination without a time limit, naming the fix.
     """
     try:
         if "mujoco" in str(gym.spec(config.env).entry_point):
             _route_mujoco_warnings()
-        env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
+        if config.absorbing_termination and not evaluation:
+            env = absorbing_env(config.env, max_episode_steps=config.max_episode_steps)
+        else:
+            env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
     except gym.error.DependencyNotInstalled:  # a subclass of gym.error.Error: the caller names the extra
         raise
     except gym.error.Error as err:
@@ -419,7 +432,7 @@ class RLHFTrainer:
             torch.set_num_threads(config.threads)
         check_device(config.device)
         self.env = make_env(config)
-        self.eval_env = make_env(config)
+        self.eval_env = make_env(config, evaluation=True)
         self.schedule = config.schedule_for()
         self.update = config.update_rule()
         fragments, labels, batches = np.random.SeedSequence(config.seed).spawn(3)

@@ -1,0 +1,64 @@
+"""Absorbing termination: fixed-horizon episodes whose steps after termination return the terminal observation and
+reward 0, and what it changes for synthetic preferences on CartPole."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from smoke import SMOKE
+from sobirl.envs import AbsorbingTermination, absorbing_env
+from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, make_env
+
+
+def test_termination_becomes_an_absorbing_state_until_the_time_limit():
+    plain, env = gym.make("CartPole-v1", max_episode_steps=40), absorbing_env("CartPole-v1", max_episode_steps=40)
+    assert isinstance(env.unwrapped, type(plain.unwrapped)) and isinstance(env.env, AbsorbingTermination)
+    for seed in (0, 1):
+        expected, _ = plain.reset(seed=seed)
+        obs, _ = env.reset(seed=seed)
+        np.testing.assert_array_equal(obs, expected)
+        steps, total, terminal_at = 0, 0.0, None
+        while True:
+            obs, reward, terminated, truncated, info = env.step(0)  # always push left: the pole falls within 40
+            steps, total = steps + 1, total + reward
+            if terminal_at is None:
+                expected, plain_reward, plain_terminated, _, _ = plain.step(0)
+                np.testing.assert_array_equal(obs, expected)  # the same dynamics up to termination
+                assert reward == plain_reward and not info.get("absorbing", False)
+                if plain_terminated:
+                    terminal_at, terminal_obs = steps, obs.copy()
+            else:
+                assert reward == 0.0 and info["absorbing"]
+                np.testing.assert_array_equal(obs, terminal_obs)
+            assert not terminated
+            if truncated:
+                break
+        assert terminal_at is not None and terminal_at < 40
+        assert steps == 40 and total == terminal_at  # CartPole pays +1 per step up to and including the failing one
+
+
+def test_an_environment_without_time_limit_is_refused():
+    gym.register("sobirl-test/NoLimitCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    with pytest.raises(ValueError, match="has no time limit; absorbing termination needs one: set max_episode_steps"):
+        absorbing_env("sobirl-test/NoLimitCartPole-v0")
+    assert absorbing_env("sobirl-test/NoLimitCartPole-v0", max_episode_steps=5).spec.max_episode_steps == 5
+
+
+def test_cartpole_preferences_are_informative_with_absorbing_termination(tmp_path):
+    changes = dict(env="CartPole-v1", algo="sobirl", total_steps=200, fragment_length=25, absorbing_termination=True)
+    config = RLHFConfig(**{**SMOKE, **changes})
+    assert make_env(config).spec.max_episode_steps == 50 and make_env(config, evaluation=True).spec.max_episode_steps
+    trainer = RLHFTrainer(config, tmp_path)
+    rows = trainer.run()
+    assert all(len(t) == 50 for t in trainer.recorder.trajectories)  # fixed horizon
+    pairs = trainer.dataset.contents()[0]
+    probabilities = trainer.labeller.probabilities(pairs)
+    assert np.any(probabilities != 0.5)  # fragments that cover a failure return less
+    assert all(0 <= r["preference_accuracy"] <= 1 for r in rows) and all(1 <= r["eval_return"] <= 50 for r in rows)
+    assert math.isfinite(rows[-1]["exploration_norm"])
+    with pytest.raises(TypeError, match="absorbing_termination must be true or false, got 'yes'"):
+        RLHFConfig(absorbing_termination="yes")
