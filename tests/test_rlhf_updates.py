@@ -51,6 +51,15 @@ def surrogate_grad(update: PreferenceUpdate, net: RewardNet, *args, **kwargs) ->
     return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
 
 
+def sigma_and_gradient(values: list[float], jacobians: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
+    """The population standard deviation ``sigma`` of rewards ``values`` and its gradient
+    ``(mean(r J) - mean(r) mean(J)) / sigma`` from their Jacobians."""
+    n = len(values)
+    mean_r, mean_J = sum(values) / n, sum(jacobians) / n
+    sigma = math.sqrt(sum(v * v for v in values) / n - mean_r**2)
+    return sigma, (sum(v * g for v, g in zip(values, jacobians, strict=True)) / n - mean_r * mean_J) / sigma
+
+
 def by_hand(
     net,
     observations,
@@ -85,11 +94,7 @@ def by_hand(
         for h in range(L)
         for m in range(K)
     ]
-    values, jacobians = [r(*row) for row in rows], [J(*row) for row in rows]
-    mean_r = sum(values) / len(rows)
-    sigma = math.sqrt(sum(v * v for v in values) / len(rows) - mean_r**2)
-    mean_J = sum(jacobians) / len(rows)
-    grad_sigma = (sum(v * g for v, g in zip(values, jacobians, strict=True)) / len(rows) - mean_r * mean_J) / sigma
+    sigma, grad_sigma = sigma_and_gradient([r(*row) for row in rows], [J(*row) for row in rows])
 
     exploitations, losses, scores = [], [], []
     for j in range(B):
@@ -435,12 +440,7 @@ def discrete_by_hand(net, observations, actions, labels, probs, *, estimator, ga
     rows = [(observations[k], taken[k]) for k in steps] + [
         (observations[k], a) for k in steps for a in range(N_ACTIONS)
     ]
-    values = [every(s)[a].item() for s, a in rows]
-    jacobians = [J(s, a) for s, a in rows]
-    mean_r = sum(values) / len(rows)
-    sigma = math.sqrt(sum(v * v for v in values) / len(rows) - mean_r**2)
-    mean_J = sum(jacobians) / len(rows)
-    grad_sigma = (sum(v * g for v, g in zip(values, jacobians, strict=True)) / len(rows) - mean_r * mean_J) / sigma
+    sigma, grad_sigma = sigma_and_gradient([every(s)[a].item() for s, a in rows], [J(s, a) for s, a in rows])
 
     exploitations, losses, scores = [], [], []
     for j in range(B):

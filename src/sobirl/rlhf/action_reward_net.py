@@ -20,7 +20,6 @@ rewards (``forward`` in training mode), the rewards the follower is relabelled w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from torch import nn
 
-from sobirl.rlhf.reward_net import ACTIVATIONS, OutputNormalization, seeded_init
+from sobirl.rlhf.reward_net import ACTIVATIONS, OutputNormalization, seeded_init, seeded_mlp
 from sobirl.validation import check_choice, check_int
 
 NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
@@ -117,15 +116,7 @@ class MlpActionRewardNet(ActionRewardNet):
         hidden = tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden))
         check_choice("activation", activation, ACTIVATIONS)
         gen = torch.Generator().manual_seed(check_int("seed", seed))
-        widths = (obs_dim, *hidden, n_actions)
-        layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
-            linear = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
-            seeded_init(linear, gen)
-            layers.append(linear)
-            if i < len(widths) - 2:
-                layers.append(ACTIVATIONS[activation]())
-        self.body = nn.Sequential(*layers)
+        self.body = seeded_mlp((obs_dim, *hidden, n_actions), activation, gen, dtype)
 
 
 class CnnActionRewardNet(ActionRewardNet):

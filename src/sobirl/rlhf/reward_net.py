@@ -94,6 +94,20 @@ def seeded_init(layer: nn.Linear | nn.Conv2d, gen: torch.Generator) -> None:
         layer.bias.uniform_(-bound, bound, generator=gen)
 
 
+def seeded_mlp(widths: Sequence[int], activation: str, gen: torch.Generator, dtype: torch.dtype) -> nn.Sequential:
+    """Linear layers ``widths[0] -> ... -> widths[-1]`` with ``activation`` between them, initialised by
+    :func:`seeded_init` from ``gen``."""
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
+        # skip_init builds the layer without its default initialisation, which would draw from the global RNG
+        linear = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
+        seeded_init(linear, gen)
+        layers.append(linear)
+        if i < len(widths) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
 class RewardNet(OutputNormalization):
     """``r(s, a) = MLP([s, a])``: ``(..., obs_dim)`` and ``(..., act_dim)`` in, ``(...)`` out (module docstring).
 
@@ -125,17 +139,8 @@ class RewardNet(OutputNormalization):
         check_choice("activation", activation, ACTIVATIONS)
         self._init_normalization(normalize_output)
 
-        widths = (obs_dim + act_dim, *self.hidden, 1)
         gen = torch.Generator().manual_seed(check_int("seed", seed))
-        layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
-            # skip_init builds the layer without its default initialisation, which would draw from the global RNG
-            linear = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
-            seeded_init(linear, gen)
-            layers.append(linear)
-            if i < len(widths) - 2:
-                layers.append(ACTIVATIONS[activation]())
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = seeded_mlp((obs_dim + act_dim, *self.hidden, 1), activation, gen, dtype)
 
     @classmethod
     def from_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space, **kwargs: Any) -> RewardNet:
