@@ -17,28 +17,43 @@ from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, make_env
 def test_termination_becomes_an_absorbing_state_until_the_time_limit():
     plain, env = gym.make("CartPole-v1", max_episode_steps=40), absorbing_env("CartPole-v1", max_episode_steps=40)
     assert isinstance(env.unwrapped, type(plain.unwrapped)) and isinstance(env.env, AbsorbingTermination)
+    assert env.observation_space.shape == (5,) and env.observation_space.high[-1] == 1
+    absorbing_state = np.array([0, 0, 0, 0, 1], dtype=np.float32)
     for seed in (0, 1):
         expected, _ = plain.reset(seed=seed)
         obs, _ = env.reset(seed=seed)
-        np.testing.assert_array_equal(obs, expected)
+        np.testing.assert_array_equal(obs, np.append(expected, 0))
         steps, total, terminal_at = 0, 0.0, None
         while True:
             obs, reward, terminated, truncated, info = env.step(0)  # always push left: the pole falls within 40
             steps, total = steps + 1, total + reward
             if terminal_at is None:
                 expected, plain_reward, plain_terminated, _, _ = plain.step(0)
-                np.testing.assert_array_equal(obs, expected)  # the same dynamics up to termination
+                np.testing.assert_array_equal(obs, np.append(expected, 0))  # the same dynamics up to termination
                 assert reward == plain_reward and not info.get("absorbing", False)
                 if plain_terminated:
-                    terminal_at, terminal_obs = steps, obs.copy()
-            else:
+                    terminal_at = steps
+            else:  # one absorbing state, whatever the terminal observation was
                 assert reward == 0.0 and info["absorbing"]
-                np.testing.assert_array_equal(obs, terminal_obs)
+                np.testing.assert_array_equal(obs, absorbing_state)
             assert not terminated
             if truncated:
                 break
         assert terminal_at is not None and terminal_at < 40
         assert steps == 40 and total == terminal_at  # CartPole pays +1 per step up to and including the failing one
+
+
+def test_evaluation_wrapper_appends_the_indicator_and_ends_at_termination():
+    env = absorbing_env("CartPole-v1", absorb=False)
+    obs, _ = env.reset(seed=0)
+    steps, terminated = 0, False
+    while not terminated:
+        obs, _, terminated, truncated, _ = env.step(0)
+        steps += 1
+        assert obs[-1] == 0 and not truncated
+    assert steps < 40
+    with pytest.raises(ValueError, match="observation_space must be a 1-D Box for absorbing termination, got Discrete"):
+        AbsorbingTermination(gym.make("FrozenLake-v1"))
 
 
 def test_an_environment_without_time_limit_is_refused():
@@ -51,7 +66,8 @@ def test_an_environment_without_time_limit_is_refused():
 def test_cartpole_preferences_are_informative_with_absorbing_termination(tmp_path):
     changes = dict(env="CartPole-v1", algo="sobirl", total_steps=200, fragment_length=25, absorbing_termination=True)
     config = RLHFConfig(**{**SMOKE, **changes})
-    assert make_env(config).spec.max_episode_steps == 50 and make_env(config, evaluation=True).spec.max_episode_steps
+    train, evaluation = make_env(config), make_env(config, evaluation=True)
+    assert train.spec.max_episode_steps == 50 and train.observation_space == evaluation.observation_space
     trainer = RLHFTrainer(config, tmp_path)
     rows = trainer.run()
     assert all(len(t) == 50 for t in trainer.recorder.trajectories)  # fixed horizon

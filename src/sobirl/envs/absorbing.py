@@ -1,16 +1,24 @@
-"""Fixed-horizon episodes: after the environment terminates, the episode stays in an absorbing state.
+"""Fixed-horizon episodes: after the environment terminates, the episode stays in one absorbing state.
 
 Synthetic preferences compare the true returns of equal-length fragments of the agent's episodes. Where the reward
 is the same at every step until the episode terminates (CartPole-v1: +1 per step), every fragment inside an
 episode has the same return, every pair is a tie and the labels are coin flips: the preferences say nothing about
-failing. Treating termination as entry into an absorbing state (the terminal observation, reward 0, for ever, as
-the MDP's semantics of termination say, Sutton and Barto, section 3.4) keeps the episode running to its time limit,
-so a fragment that covers the failure returns less than one that does not. This is what seals' fixed-horizon
-CartPole does for reward learning, without changing the environment's dynamics before termination.
+failing. Treating termination as entry into an absorbing state (reward 0 for ever, the MDP semantics of termination,
+Sutton and Barto, section 3.4) keeps the episode running to its time limit, so a fragment that covers the failure
+returns less than one that does not.
 
-:class:`AbsorbingTermination` wraps an environment (under its ``TimeLimit``, which then ends every episode): once the
-wrapped environment reports ``terminated``, every later ``step`` returns the terminal observation, reward 0,
-``terminated=False``, ``truncated=False`` and ``info["absorbing"] = True``, without stepping the wrapped environment.
+:class:`AbsorbingTermination` wraps an environment with 1-D Box observations and appends one coordinate, the
+absorbing indicator: ``0`` on every real observation, and the absorbing state is the single observation
+``(0, ..., 0, 1)``, the same whichever way the episode ended (as in Kostrikov et al. 2019, DAC). One state matters
+for learning a reward from preferences: two fragments in the absorbing state then have exactly the same reward, so
+their tie (a coin-flip label) has no gradient, where distinct terminal observations would let the reward net's
+differences between them, summed over a fragment, dominate the loss.
+
+Under its ``TimeLimit`` (which then ends every episode, :func:`absorbing_env`), once the wrapped environment reports
+``terminated`` every later ``step`` returns the absorbing state, reward 0, ``terminated=False``, ``truncated=False``
+and ``info["absorbing"] = True``, without stepping the wrapped environment; the step that terminates returns the
+real terminal observation and reward. With ``absorb=False`` the wrapper only appends the indicator (always 0) and
+passes termination on: the evaluation environment of a policy trained with absorbing states.
 """
 
 from __future__ import annotations
@@ -18,44 +26,68 @@ from __future__ import annotations
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
 
 
 class AbsorbingTermination(gym.Wrapper):
-    """Termination becomes an absorbing state until the time limit (module docstring).
+    """Termination becomes one absorbing state until the time limit; observations gain an indicator (module
+    docstring).
 
     Args:
-        env: the environment; the result needs a ``gymnasium.wrappers.TimeLimit`` around it, or episodes never end
-            (:func:`absorbing_env` builds both).
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self._terminal: tuple[Any, dict[str, Any]] | None = None
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        self._terminal = None
-        return self.env.reset(**kwargs)
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._terminal is not None:
-            observation, info = self._terminal
-            return observation, 0.0, False, False, {**info, "absorbing": True}
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        if terminated:
-            self._terminal = (observation, info)
-            terminated = False
-        return observation, reward, terminated, truncated, info
-
-
-def absorbing_env(env_id: str, *, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id, max_episode_steps=...)`` with :class:`AbsorbingTermination` just inside its time limit, so
-    every episode lasts exactly the time limit (the registered one, or ``max_episode_steps``).
+        env: an environment with a 1-D ``Box`` observation space; the result needs a ``TimeLimit`` around it, or
+            episodes never end (:func:`absorbing_env` builds both).
+        absorb: False: only append the indicator (0) and pass termination on, for evaluation.
 
     Raises:
-        ValueError: the environment has no time limit (its episodes would never end).
+        ValueError: the observation space is not a 1-D Box.
+    """
+
+    def __init__(self, env: gym.Env, *, absorb: bool = True) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+            raise ValueError(
+                f"observation_space must be a 1-D Box for absorbing termination, got {space}; wrap the environment "
+                "in gymnasium.wrappers.FlattenObservation"
+            )
+        low = np.append(space.low, 0).astype(space.dtype)
+        high = np.append(space.high, 1).astype(space.dtype)
+        self.observation_space = spaces.Box(low, high, dtype=space.dtype)
+        self.absorb = absorb
+        self._absorbing = False
+        self._state = np.zeros(self.observation_space.shape, dtype=space.dtype)
+        self._state[-1] = 1
+
+    def _real(self, observation: np.ndarray) -> np.ndarray:
+        return np.append(observation, 0).astype(self.observation_space.dtype)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        self._absorbing = False
+        observation, info = self.env.reset(**kwargs)
+        return self._real(observation), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._absorbing:
+            return self._state.copy(), 0.0, False, False, {"absorbing": True}
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if terminated and self.absorb:
+            self._absorbing, terminated = True, False
+        return self._real(observation), reward, terminated, truncated, info
+
+
+def absorbing_env(env_id: str, *, max_episode_steps: int | None = None, absorb: bool = True, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id, max_episode_steps=...)`` with :class:`AbsorbingTermination` just inside its time limit, so
+    with ``absorb`` every episode lasts exactly the time limit (the registered one, or ``max_episode_steps``).
+
+    Raises:
+        ValueError: the environment has no time limit (its episodes would never end), or its observations are not
+            a 1-D Box.
     """
     env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     if not isinstance(env, gym.wrappers.TimeLimit):
         env.close()
         raise ValueError(f"env {env_id!r} has no time limit; absorbing termination needs one: set max_episode_steps")
-    return gym.wrappers.TimeLimit(AbsorbingTermination(env.env), max_episode_steps=env.spec.max_episode_steps)
+    return gym.wrappers.TimeLimit(
+        AbsorbingTermination(env.env, absorb=absorb), max_episode_steps=env.spec.max_episode_steps
+    )

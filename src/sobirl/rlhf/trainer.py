@@ -124,10 +124,10 @@ class RLHFConfig:
         device: device of SAC and the reward net: auto, cpu or cuda.
         threads: torch's CPU threads; None keeps torch's default (small networks run fastest on 1).
         max_episode_steps: time limit of the environments; None keeps the environment's own.
-        absorbing_termination: the training episodes run to the time limit, termination becoming an absorbing state
-            (the terminal observation, reward 0; :mod:`sobirl.envs.absorbing`): needed where the reward is constant
-            per step (CartPole-v1), or every pair of equal-length fragments ties. The evaluation episodes end at
-            termination, with the same true return.
+        absorbing_termination: the training episodes run to the time limit, termination becoming one absorbing
+            state (reward 0; observations gain an absorbing indicator, :mod:`sobirl.envs.absorbing`): needed where
+            the reward is constant per step (CartPole-v1), or every pair of equal-length fragments ties. The
+            evaluation episodes end at termination, with the same true return.
         fragment_length: steps per fragment of a preference pair.
         total_pairs: preference pairs queried over the run.
         initial_pairs: pairs queried at the first reward update.
@@ -347,8 +347,8 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
     try:
         if "mujoco" in str(gym.spec(config.env).entry_point):
             _route_mujoco_warnings()
-        if config.absorbing_termination and not evaluation:
-            env = absorbing_env(config.env, max_episode_steps=config.max_episode_steps)
+        if config.absorbing_termination:  # the evaluation env has the indicator too, and ends at termination
+            env = absorbing_env(config.env, max_episode_steps=config.max_episode_steps, absorb=not evaluation)
         else:
             env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
     except gym.error.DependencyNotInstalled:  # a subclass of gym.error.Error: the caller names the extra
