@@ -73,6 +73,7 @@ def by_hand(
     rule="sobirl",
     penalty=None,
     scale=1.0,
+    clip=None,
 ) -> torch.Tensor:
     """grad = mean_j grad l_j + (c/alpha) mean_j w_j grad(u_j / sigma) (c = scale) with w_j = l_j - mean_{j' != j} l_j'
     (sobirl, hpgd); pbrl: mean_j grad l_j - lambda mean_j grad(u_j / sigma) / (2 L). Here
@@ -119,6 +120,9 @@ def by_hand(
     if rule == "pbrl":
         return sum(exploitations) / B - penalty * sum(scores) / (B * 2 * L)
     weights = [loss - (sum(losses) - loss) / (B - 1) for loss in losses]
+    if clip is not None:
+        assert max(abs(w) for w in weights) > clip  # the clip binds
+        weights = [min(max(w, -clip), clip) for w in weights]
     return sum(e + scale * w * score / ALPHA for e, w, score in zip(exploitations, weights, scores, strict=True)) / B
 
 
@@ -151,6 +155,20 @@ def test_sobirl_gradient_equals_the_formula(estimator, gamma, discount, scale):
         gamma=gamma,
         discount=discount,
         scale=scale,
+    )
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("estimator", ["one-step", "monte-carlo"])
+def test_advantage_clip_clips_the_pair_weights(estimator):
+    net, observations, actions, labels = batch()
+    update = PreferenceUpdate("sobirl", estimator=estimator, action_samples=K, gamma=0.9, advantage_clip=0.1)
+    policy_actions = update.policy_actions(stub_policy(), observations)
+    got = surrogate_grad(
+        update, net, observations, actions, labels, agent_steps=0, alpha=ALPHA, policy_actions=policy_actions
+    )
+    expected = by_hand(
+        net, observations, actions, labels, policy_actions, estimator=estimator, gamma=0.9, discount=1.0, clip=0.1
     )
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
@@ -354,6 +372,8 @@ def test_bad_inputs_name_the_field():
         PreferenceUpdate(gamma=1.5)
     with pytest.raises(ValueError, match=r"exploration_weight_max must be in \(0, inf\), got 0"):
         PreferenceUpdate(exploration_weight_max=0.0)
+    with pytest.raises(ValueError, match=r"advantage_clip must be in \(0, inf\), got -1"):
+        PreferenceUpdate(advantage_clip=-1.0)
     net, observations, actions, labels = batch()
     update = PreferenceUpdate(action_samples=K)
     policy_actions = update.policy_actions(stub_policy(), observations)

@@ -152,6 +152,8 @@ class RLHFConfig:
         exploration_scale: c > 0 multiplying the exploration term of sobirl, stoc-sobirl and hpgd (1: the formula).
         exploration_weight_max: a cap w_max > 0 on that term's weight c / alpha (SAC's temperature alpha falls
             towards 0 as the run goes on); None: no cap (the formula).
+        advantage_clip: c_a > 0: that term's pair weights l_j - lbar_{-j} clipped to [-c_a, c_a] (l_j is unbounded
+            as a prediction goes wrong, so the term can run away; updates.py); None: not clipped (the formula).
         penalty: pbrl's initial penalty weight lambda_0 > 0.
         penalty_growth: pbrl's factor (>= 1) on lambda per reward update.
         penalty_max: pbrl's cap on lambda (>= penalty).
@@ -206,6 +208,7 @@ class RLHFConfig:
     storm_eta: float = 0.5
     exploration_scale: float = 1.0
     exploration_weight_max: float | None = None
+    advantage_clip: float | None = None
     penalty: float = 1.0
     penalty_growth: float = 1.05
     penalty_max: float = 100.0
@@ -274,7 +277,7 @@ class RLHFConfig:
         for name in ("clip", "grad_clip"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
-        self.update_rule()  # estimator, exploration_scale, exploration_weight_max, penalty*
+        self.update_rule()  # estimator, exploration_scale, exploration_weight_max, advantage_clip, penalty*
         for name in ("reward_normalize", "absorbing_termination"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -290,6 +293,7 @@ class RLHFConfig:
             exploration_warmup=self.exploration_warmup,
             exploration_scale=self.exploration_scale,
             exploration_weight_max=self.exploration_weight_max,
+            advantage_clip=self.advantage_clip,
             penalty=self.penalty,
             penalty_growth=self.penalty_growth,
             penalty_max=self.penalty_max,

@@ -68,6 +68,12 @@ loss then rose to 5-20 (held-out accuracy ~0.35) within a few updates (docs/rlhf
 formula) multiplies the term and ``exploration_weight_max`` caps the weight ``c / alpha``; the shipped CPU configs
 set both (docs/rlhf.md gives the measurements).
 
+Advantage. ``l_j`` grows without bound as a pair's prediction goes wrong (linearly in the logit), while the
+cross-entropy's own gradient stays bounded: once the exploration term has pushed some predictions far off, their
+weights ``l_j - lbar_{-j}`` grow, the term's push with them, and the preference loss cannot pull back (measured:
+10^-1 to 25 within three reward updates on Pendulum, docs/rlhf.md). ``advantage_clip`` ``c_a`` clips the weights to
+``[-c_a, c_a]``: the formula where the fit is sane (``|l_j - lbar_{-j}| <= c_a``), a bounded push where it is not.
+
 All ``B 2 L (1 + k)`` rewards (the fragments' steps and the actor's actions) come from ONE reward-net forward; there
 is no per-sample backward and no Jacobian. The exploration term can be kept off for the first ``exploration_warmup``
 agent steps (the seed authors: 1e5), during which every rule is ``"drlhf"``. Where the follower's rewards are
@@ -158,6 +164,8 @@ class PreferenceUpdate:
         discount: in ``[0, 1]``, the discount of the fragment returns ``R_x`` (the labeller's; 1: plain sums).
         exploration_scale: ``c > 0`` multiplying ``"sobirl"``'s and ``"hpgd"``'s exploration term (1: the formula).
         exploration_weight_max: a cap ``w_max > 0`` on the term's weight ``c / alpha``; None: no cap (the formula).
+        advantage_clip: ``c_a > 0``: ``"sobirl"``'s and ``"hpgd"``'s pair weights ``l_j - lbar_{-j}`` clipped to
+            ``[-c_a, c_a]``; None: not clipped (the formula).
         penalty: ``"pbrl"``'s initial penalty weight ``lambda_0 > 0``.
         penalty_growth: ``"pbrl"``'s factor ``>= 1`` on lambda per reward update.
         penalty_max: ``"pbrl"``'s cap on lambda, ``>= penalty``.
@@ -171,6 +179,7 @@ class PreferenceUpdate:
     discount: float = 1.0
     exploration_scale: float = 1.0
     exploration_weight_max: float | None = None
+    advantage_clip: float | None = None
     penalty: float = 1.0
     penalty_growth: float = 1.05
     penalty_max: float = 100.0
@@ -188,8 +197,9 @@ class PreferenceUpdate:
         check_int("exploration_warmup", self.exploration_warmup, low=0)
         check_range("discount", self.discount, low=0.0, high=1.0)
         check_range("exploration_scale", self.exploration_scale, low=0.0, low_open=True)
-        if self.exploration_weight_max is not None:
-            check_range("exploration_weight_max", self.exploration_weight_max, low=0.0, low_open=True)
+        for name in ("exploration_weight_max", "advantage_clip"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), low=0.0, low_open=True)
         check_range("penalty", self.penalty, low=0.0, low_open=True)
         check_range("penalty_growth", self.penalty_growth, low=1.0)
         check_range("penalty_max", self.penalty_max, low=self.penalty)
@@ -312,6 +322,8 @@ class PreferenceUpdate:
         else:
             weight = binary_cross_entropy_with_logits(x_logits.detach(), x_labels.to(x_logits.dtype), reduction="none")
             weight = (B * weight - weight.sum()) / (B - 1)  # l_j - mean_{j' != j} l_j' (leave-one-out)
+            if self.advantage_clip is not None:
+                weight = weight.clamp(-self.advantage_clip, self.advantage_clip)
             exploration = self.exploration_weight(alpha) * (weight * score).mean()
         return UpdateLoss(
             loss=ce + exploration,
