@@ -18,10 +18,10 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from smoke import SMOKE
-from sobirl.agents import DiscreteSAC
+from sobirl.agents import DiscreteSAC, FrameStackReplayBuffer, RelabelingFrameStackReplayBuffer
 from sobirl.cli import main
 from sobirl.experiments import write_config
-from sobirl.rlhf import MlpActionRewardNet
+from sobirl.rlhf import CnnActionRewardNet, MlpActionRewardNet
 from sobirl.rlhf import trainer as trainer_module
 from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
 
@@ -118,6 +118,61 @@ def test_every_algo_runs_on_discrete_cartpole(algo, tmp_path):
     assert isinstance(resumed.model, DiscreteSAC) and resumed.steps == 200
 
 
+ATARI_SMOKE = {
+    **SMOKE,
+    "env": "ALE/BeamRider-v5",
+    "total_steps": 200,
+    "max_episode_steps": 60,  # agent steps: three episodes, the first finished before the reward update at 100
+    "fragment_length": 10,
+    "total_pairs": 16,
+    "initial_pairs": 8,
+    "initial_reward_epochs": 1,
+    "reward_batch_size": 4,
+    "exploration_warmup": 0,
+    "sac_learning_starts": 100,
+    "sac_buffer_size": 500,
+    "sac_batch_size": 8,
+    "sac_train_freq": 4,  # Nature CNN updates are the cost here: 25 of them
+    "sac_tau": 1.0,
+    "sac_target_update_interval": 10,
+    "eval_interval": 200,
+    "held_out_pairs": 8,
+    "checkpoint_interval": 200,
+}
+"""The smallest Atari run with two reward updates (the exploration term on), SAC updates and an evaluation."""
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algo_runs_on_atari_frames(algo, tmp_path):
+    config = RLHFConfig(**{**ATARI_SMOKE, "algo": algo})
+    write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})
+    trainer = RLHFTrainer(config, tmp_path)
+    (row,) = trainer.run()
+    assert isinstance(trainer.model, DiscreteSAC) and trainer.steps == row["agent_steps"] == 200
+    model = trainer.model
+    assert (model.train_freq.frequency, model.tau, model.target_update_interval, model._n_updates) == (4, 1.0, 10, 25)
+    buffer_class = FrameStackReplayBuffer if algo == "sac-true-reward" else RelabelingFrameStackReplayBuffer
+    assert type(trainer.model.replay_buffer) is buffer_class and trainer.model.replay_buffer.n_stack == 4
+    assert 0 < row["alpha"] < 1 and row["eval_return"] >= 0 and row["train_return"] >= 0  # game scores
+    assert [len(t) for t in trainer.recorder.trajectories] == [60, 60, 60]
+    assert trainer.recorder.trajectories[0].observations.dtype == np.uint8
+    if algo == "sac-true-reward":
+        assert trainer.reward_net is None and row["pairs"] == 0
+    else:
+        assert isinstance(trainer.reward_net, CnnActionRewardNet) and trainer.reward_net.n_actions == 9
+        assert trainer.model.replay_buffer.reward_fn is trainer.reward_net
+        pairs = trainer.dataset.contents()[0]
+        assert pairs.observations.shape == (16, 2, 10, 4, 84, 84) and pairs.observations.dtype == np.uint8
+        assert row["pairs"] == 16 and trainer.state.reward_updates == 2
+        assert math.isfinite(row["reward_loss"]) and (row["exploration_norm"] > 0) == (algo != "drlhf")
+        # no enemy is hit in the first 60 steps of a game: every fragment scores 0, so every pair ties
+        assert np.all(trainer.labeller.probabilities(pairs) == 0.5) and math.isnan(row["preference_accuracy"])
+    resumed = RLHFTrainer.resume(tmp_path)
+    assert type(resumed.model.replay_buffer) is buffer_class and resumed.model.replay_buffer.size() == 200
+    if algo != "sac-true-reward":
+        assert resumed.model.replay_buffer.reward_fn is resumed.reward_net
+
+
 @pytest.mark.parametrize("algo", ["sobirl", "hpgd", "pbrl"])
 def test_second_term_on_the_newest_pairs(algo, tmp_path):
     """exploration_pairs: the second term is on, on a batch of the newest pairs; it differs from the same-batch run."""
@@ -148,12 +203,22 @@ def test_config_file_with_overrides_and_yaml_round_trip(tmp_path, capsys):
     assert [r["agent_steps"] for r in read_metrics(run_dir)] == [100]
 
 
-@pytest.mark.parametrize("name", ["pendulum-cpu", "halfcheetah-cpu", "halfcheetah-paper", "cartpole-cpu"])
+@pytest.mark.parametrize(
+    "name",
+    ["pendulum-cpu", "halfcheetah-cpu", "halfcheetah-paper", "cartpole-cpu", "beamrider-cpu", "beamrider-paper"],
+)
 def test_shipped_configs_load(name):
     config = RLHFConfig.from_yaml(REPO / "configs" / f"{name}.yaml")
     steps = {"pendulum-cpu": 30_000, "halfcheetah-cpu": 100_000, "cartpole-cpu": 50_000}
+    steps |= {"beamrider-cpu": 100_000, "beamrider-paper": 4_300_000}
     assert config.total_steps == steps.get(name, 1_000_000)
     assert config.absorbing_termination == (name == "cartpole-cpu")
+    if name.startswith("beamrider"):  # DiscreteSAC as in DQN-style Atari training: a hard target copy every 8000 steps
+        assert (config.sac_net_arch, config.sac_train_freq, config.sac_tau) == ((), 4, 1.0)
+        assert config.sac_train_freq * config.sac_target_update_interval == 8000
+        env = trainer_module.make_env(config)
+        assert env.observation_space.shape == (4, 84, 84) and env.action_space.n == 9
+        env.close()
 
 
 def collect_dataset(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +299,11 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
         (["--set", "rewrd_lr=0.1"], "unknown config keys rewrd_lr; valid: env, algo"),
         (["--set", "fragment_length=201"], "fragment_length (201) is longer than the episodes of Pendulum-v1 allow"),
         (["--set", "exploration_pairs=0"], "exploration_pairs must be an integer >= 1, got 0"),
+        (["--set", "frame_stack=0"], "frame_stack must be an integer >= 1, got 0"),
+        (
+            ["--env", "ALE/BeamRider-v5", "--set", "absorbing_termination=true"],
+            "absorbing_termination needs 1-D Box observations (e.g. CartPole-v1), and the Atari game",
+        ),
         (["--algo", "hpgd", "--set", "estimator=one-step"], "estimator of rule 'hpgd' must be one of ['monte-carlo']"),
         (["--algo", "pbrl", "--set", "penalty=-1"], "penalty must be in (0, inf), got -1"),
         (["--set", "grad_clip=0"], "grad_clip must be in (0, inf), got 0"),
@@ -263,6 +333,19 @@ def test_missing_mujoco_names_the_extra(tmp_path, capsys, monkeypatch):
         main(["rlhf", "--env", "HalfCheetah-v5", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and 'pip install "sobirl[mujoco]"' in err
+
+
+@pytest.mark.parametrize("command", ["rlhf", "sweep"])
+def test_missing_atari_extra_names_it(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py fails, as where it is not installed
+    config = tmp_path / "atari.yaml"
+    config.write_text(yaml.safe_dump({"env": "ALE/BeamRider-v5"}))
+    argv = ["rlhf", "--config", str(config)] if command == "rlhf" else ["sweep", str(config), "--algos", "sobirl"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith(f"sobirl {command}: error: ")
+    assert err.endswith('install them with: pip install "sobirl[atari]"\n') and not (tmp_path / "runs").exists()
 
 
 def test_resume_needs_a_checkpoint_and_its_own_config(tmp_path, capsys):

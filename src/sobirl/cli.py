@@ -579,13 +579,12 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
             config = config.replace(**{**key_values(args.overrides, "--set"), **flags})
             rlhf.check_device(config.device)  # a bad device or environment fails before the run directory exists
             rlhf.make_env(config).close()
-            name = args.name or f"rlhf-{config.env}-{config.algo}-seed{config.seed}"
+            name = args.name or sweep.trial_name(config.env, config.algo, config.seed)
             run_dir = create_run_dir(args.output_dir, name)
             write_config(run_dir, {"experiment": "rlhf", **config.to_dict()}, command=command)
             trainer = rlhf.RLHFTrainer(config, run_dir)
-    except gym_error.DependencyNotInstalled:  # gymnasium's own message names gymnasium's extra, not ours
-        fail('this environment needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"')
-    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+    # a missing extra: make_env's message names the command that installs it
+    except (gym_error.DependencyNotInstalled, ValueError, TypeError, OSError, yaml.YAMLError) as err:
         fail(str(err).replace("\n", " "))
 
     config = trainer.config
@@ -786,11 +785,10 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
                 backend=args.backend,
                 address=args.address,
             )
-    except gym_error.DependencyNotInstalled:
-        fail('an environment needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"')
     except ImportError as err:
         fail(str(err))
-    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+    # a missing extra: make_env's message names the command that installs it
+    except (gym_error.DependencyNotInstalled, ValueError, TypeError, OSError, yaml.YAMLError) as err:
         fail(str(err).replace("\n", " "))
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue", file=sys.stderr)

@@ -1,10 +1,11 @@
 """The follower: soft actor-critic learning from the reward network through relabelling.
 
 :func:`make_sac` builds an SB3 ``SAC`` (Box actions) or a :class:`~sobirl.agents.DiscreteSAC` (Discrete actions,
-:func:`follower_class`) whose replay buffer is a :class:`~sobirl.agents.RelabelingReplayBuffer`:
-every batch SAC trains on carries the current ``r_x(s, a)``, never the environment's reward. Its logger writes to a
-given directory (CSV and TensorBoard) or nowhere: left alone, SB3 creates a dated folder under the system's temporary
-directory at every ``learn`` even when it writes nothing there.
+:func:`follower_class`) whose replay buffer is a :class:`~sobirl.agents.RelabelingReplayBuffer` (for stacked Atari
+frames a :class:`~sobirl.agents.RelabelingFrameStackReplayBuffer`, each frame stored once): every batch SAC trains on
+carries the current ``r_x(s, a)``, never the environment's reward. Its logger writes to a given directory (CSV and
+TensorBoard) or nowhere: left alone, SB3 creates a dated folder under the system's temporary directory at every
+``learn`` even when it writes nothing there.
 
 For the upper level (:mod:`sobirl.rlhf.updates`): :func:`sac_temperature` is SAC's current entropy temperature
 ``alpha`` (the ``tau`` of the design math, section 5) and :func:`actor_sampler` draws actions from SAC's actor in the
@@ -25,6 +26,7 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 from stable_baselines3.common.vec_env import VecEnv
 
 from sobirl.agents.discrete_sac import DiscreteSAC
+from sobirl.agents.frame_buffer import RelabelingFrameStackReplayBuffer
 from sobirl.agents.relabel import RelabelingReplayBuffer
 from sobirl.rlhf.preference_model import RewardFn
 from sobirl.rlhf.updates import ActionProbabilities, ActionSampler
@@ -55,10 +57,11 @@ def make_sac(
     log_dir: str | os.PathLike[str] | None = None,
     clip: float | None = None,
     policy: str = "MlpPolicy",
+    frame_stack: int | None = None,
     **sac_kwargs: Any,
 ) -> SAC | DiscreteSAC:
     """An SB3 ``SAC`` (Box actions) or :class:`DiscreteSAC` (Discrete actions) on ``env`` that learns from
-    ``reward_fn`` through a :class:`RelabelingReplayBuffer`.
+    ``reward_fn`` through a :class:`RelabelingReplayBuffer` (or :class:`RelabelingFrameStackReplayBuffer`).
 
     Args:
         env: a gymnasium environment or an SB3 ``VecEnv`` with a ``Box`` or ``Discrete`` action space (SB3 wraps a
@@ -71,13 +74,17 @@ def make_sac(
         log_dir: where SB3's logger writes (:data:`LOG_FORMATS`); None: it writes nothing (stdout only if
             ``verbose >= 1``).
         clip: clamp relabelled rewards to ``[-clip, clip]`` (the seed authors: 1.0); None: no clamp.
-        policy: SB3's policy name.
+        policy: SB3's policy name (``"CnnPolicy"`` for images).
+        frame_stack: the observations are stacks of this many frames (:func:`sobirl.envs.make_atari`): the buffer is
+            a :class:`RelabelingFrameStackReplayBuffer` with ``n_stack=frame_stack``, each frame stored once; None: a
+            :class:`RelabelingReplayBuffer`.
         sac_kwargs: any other argument of the algorithm (``buffer_size``, ``learning_starts``, ``policy_kwargs``,
             ``replay_buffer_kwargs``, ``verbose``, ...), except ``replay_buffer_class`` and ``tensorboard_log``.
 
     Raises:
         TypeError: the action space is neither a ``Box`` nor ``Discrete``, or the observation space is a ``Dict``.
-        ValueError: ``replay_buffer_class`` or ``tensorboard_log`` given, or an invalid ``clip``.
+        ValueError: ``replay_buffer_class`` or ``tensorboard_log`` given, an invalid ``clip``, or a ``frame_stack``
+            that is not the observations' number of frames.
     """
     algorithm = follower_class(env.action_space)
     if isinstance(env.observation_space, spaces.Dict):
@@ -86,18 +93,20 @@ def make_sac(
             "wrap the environment in gymnasium.wrappers.FlattenObservation"
         )
     for name, instead in (
-        ("replay_buffer_class", "it is always RelabelingReplayBuffer"),
+        ("replay_buffer_class", "it is RelabelingReplayBuffer (RelabelingFrameStackReplayBuffer with frame_stack)"),
         ("tensorboard_log", "log_dir"),
     ):
         if name in sac_kwargs:
             raise ValueError(f"{name} cannot be given to make_sac; {instead}")
     buffer_kwargs = {**(sac_kwargs.pop("replay_buffer_kwargs", None) or {}), "reward_fn": reward_fn, "clip": clip}
+    if frame_stack is not None:
+        buffer_kwargs["n_stack"] = frame_stack
     model = algorithm(
         policy,
         env,
         seed=seed,
         device=device,
-        replay_buffer_class=RelabelingReplayBuffer,
+        replay_buffer_class=RelabelingReplayBuffer if frame_stack is None else RelabelingFrameStackReplayBuffer,
         replay_buffer_kwargs=buffer_kwargs,
         **sac_kwargs,
     )

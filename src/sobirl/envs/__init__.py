@@ -1,7 +1,9 @@
-"""Environments: sampling-based access to tabular MDPs (batched trajectory rollouts, a gymnasium environment), and
-fixed-horizon episodes with an absorbing state after termination (:mod:`sobirl.envs.absorbing`)."""
+"""Environments: sampling-based access to tabular MDPs (batched trajectory rollouts, a gymnasium environment),
+fixed-horizon episodes with an absorbing state after termination (:mod:`sobirl.envs.absorbing`), and Atari games as
+stacked 84x84 frames (:mod:`sobirl.envs.atari`, the ``atari`` extra)."""
 
 from sobirl.envs.absorbing import AbsorbingTermination, absorbing_env
+from sobirl.envs.atari import is_atari, make_atari
 from sobirl.envs.sampler import Trajectories, sample_actions, sample_trajectories
 from sobirl.envs.tabular_env import TabularEnv
 
@@ -10,6 +12,8 @@ __all__ = [
     "TabularEnv",
     "Trajectories",
     "absorbing_env",
+    "is_atari",
+    "make_atari",
     "sample_actions",
     "sample_trajectories",
 ]

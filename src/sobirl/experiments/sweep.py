@@ -161,7 +161,7 @@ class SweepSpec:
         Raises:
             ValueError: the device is unavailable, or an env id is unknown or unsuitable (naming the env and the
                 problem, see ``trainer.make_env``).
-            gymnasium.error.DependencyNotInstalled: an environment needs an uninstalled extra (MuJoCo).
+            gymnasium.error.DependencyNotInstalled: an environment needs an uninstalled extra (MuJoCo, Atari).
         """
         check_device(self.base.device)
         for env in self.envs or ():
@@ -353,7 +353,8 @@ def run_sweep(
         ValueError: ``name`` is not a single path component, the machine cannot run the trials, or the sweep
             directory holds a different sweep.
         BlockingIOError: another process is running this sweep.
-        gymnasium.error.DependencyNotInstalled: an environment needs MuJoCo, which is not installed.
+        gymnasium.error.DependencyNotInstalled: an environment needs an uninstalled extra (MuJoCo, Atari), named
+            in the message.
         ImportError: the ray backend without Ray installed.
     """
     if not isinstance(name, str) or not name or name in {".", ".."} or Path(name).name != name or "\\" in name:

@@ -3,7 +3,11 @@ one loop, into a run directory that can be resumed after a kill.
 
 The follower is SB3's SAC with a :class:`RewardNet` on ``(s, a)`` for Box actions, or
 :class:`~sobirl.agents.DiscreteSAC` with a per-action :class:`~sobirl.rlhf.ActionRewardNet` for Discrete actions (the
-exploration term's baseline is then exact, :mod:`sobirl.rlhf.updates`); "SAC" below means either. The loop
+exploration term's baseline is then exact, :mod:`sobirl.rlhf.updates`); "SAC" below means either. Atari games
+(:func:`sobirl.envs.make_atari`) give uint8 stacks of frames: DiscreteSAC's ``CnnPolicy``, the Nature CNN reward net
+and a replay buffer storing each frame once (:class:`~sobirl.agents.FrameStackReplayBuffer`); the episode recorder, the
+fragments and the preference dataset keep the frames as uint8, and the reward net sees float copies of one
+mini-batch at a time. The loop
 (:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
 
 - a reward update every ``reward_update_interval`` steps (not for ``sac-true-reward``): query the
@@ -56,8 +60,16 @@ from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
 from torch.utils.tensorboard import SummaryWriter
 
-from sobirl.agents import actor_probabilities, actor_sampler, follower_class, make_sac, sac_temperature
+from sobirl.agents import (
+    FrameStackReplayBuffer,
+    actor_probabilities,
+    actor_sampler,
+    follower_class,
+    make_sac,
+    sac_temperature,
+)
 from sobirl.envs.absorbing import absorbing_env
+from sobirl.envs.atari import is_atari, make_atari
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from sobirl.rlhf.action_reward_net import ActionRewardNet, action_reward_net
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
@@ -117,17 +129,22 @@ class RLHFConfig:
 
     Attributes:
         env: gymnasium environment id with a 1-D Box observation space and a 1-D Box (e.g. Pendulum-v1,
-            HalfCheetah-v5) or Discrete (e.g. CartPole-v1) action space.
+            HalfCheetah-v5) or Discrete (e.g. CartPole-v1) action space, or an Atari game (e.g. ALE/BeamRider-v5,
+            the atari extra; :func:`sobirl.envs.make_atari`'s frames and Discrete actions).
         algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl with STORM momentum), hpgd, pbrl, sac-true-reward.
         total_steps: agent (environment) steps of the run.
         seed: seed of SAC, the environments, the reward net and the preference pipeline.
         device: device of SAC and the reward net: auto, cpu or cuda.
         threads: torch's CPU threads; None keeps torch's default (small networks run fastest on 1).
-        max_episode_steps: time limit of the environments; None keeps the environment's own.
+        max_episode_steps: time limit of the environments in agent steps (Atari: per life while
+            terminal_on_life_loss); None keeps the environment's own.
         absorbing_termination: the training episodes run to the time limit, termination becoming one absorbing
             state (reward 0; observations gain an absorbing indicator, :mod:`sobirl.envs.absorbing`): needed where
             the reward is constant per step (CartPole-v1), or every pair of equal-length fragments ties. The
-            evaluation episodes end at termination, with the same true return.
+            evaluation episodes end at termination, with the same true return. Not for Atari games.
+        frame_stack: Atari: frames per observation (>= 1).
+        terminal_on_life_loss: Atari: a lost life ends a training episode (the usual preprocessing); the evaluation
+            episodes are whole games either way, so eval_return is the game score.
         fragment_length: steps per fragment of a preference pair.
         total_pairs: preference pairs queried over the run.
         initial_pairs: pairs queried at the first reward update.
@@ -139,7 +156,7 @@ class RLHFConfig:
         reward_batch_size: preference pairs per reward mini-batch.
         reward_lr: AdamW learning rate of the reward net.
         reward_weight_decay: AdamW weight decay of the reward net.
-        reward_hidden: hidden widths of the reward net.
+        reward_hidden: hidden widths of the reward net (an MLP; Atari frames get the Nature CNN, which has none).
         reward_normalize: normalise the reward net's output by its running statistics.
         dataset_capacity: preference pairs kept (FIFO).
         label_temperature: Bradley-Terry temperature of the synthetic labeller.
@@ -169,7 +186,12 @@ class RLHFConfig:
         sac_batch_size: SAC's mini-batch size.
         sac_learning_rate: SAC's learning rate.
         sac_gamma: SAC's discount (also the monte-carlo estimator's).
-        sac_net_arch: hidden widths of SAC's actor and critics.
+        sac_net_arch: hidden widths of SAC's actor and critics (Atari: after the Nature CNN's 512 features; empty:
+            linear heads, the DQN-style network).
+        sac_train_freq: agent steps between SAC's gradient steps (one each; 4 in DQN-style Atari training).
+        sac_tau: SAC's Polyak coefficient of the target critics, in (0, 1]; 1: an exact copy.
+        sac_target_update_interval: SAC's gradient steps between target-critic updates (with sac_tau 1 and
+            sac_train_freq 4, 2000 is a hard copy every 8000 agent steps).
         eval_interval: agent steps between evaluations (one metrics row each).
         eval_episodes: episodes of the deterministic policy per evaluation.
         held_out_pairs: fresh pairs per evaluation of the preference accuracy.
@@ -186,6 +208,8 @@ class RLHFConfig:
     threads: int | None = None
     max_episode_steps: int | None = None
     absorbing_termination: bool = False
+    frame_stack: int = 4
+    terminal_on_life_loss: bool = True
     fragment_length: int = 25
     total_pairs: int = 1000
     initial_pairs: int = 200
@@ -222,6 +246,9 @@ class RLHFConfig:
     sac_learning_rate: float = 3e-4
     sac_gamma: float = 0.99
     sac_net_arch: tuple[int, ...] = (256, 256)
+    sac_train_freq: int = 1
+    sac_tau: float = 0.005
+    sac_target_update_interval: int = 1
     eval_interval: int = 1000
     eval_episodes: int = 3
     held_out_pairs: int = 200
@@ -240,6 +267,7 @@ class RLHFConfig:
         check_int("seed", self.seed)
         for name in (
             "total_steps",
+            "frame_stack",
             "fragment_length",
             "total_pairs",
             "reward_update_interval",
@@ -251,6 +279,8 @@ class RLHFConfig:
             "recorder_steps",
             "sac_buffer_size",
             "sac_batch_size",
+            "sac_train_freq",
+            "sac_target_update_interval",
             "eval_interval",
             "eval_episodes",
             "held_out_pairs",
@@ -274,11 +304,12 @@ class RLHFConfig:
         check_range("storm_eta", self.storm_eta, low=0.0, high=1.0, low_open=True)
         check_range("sac_learning_rate", self.sac_learning_rate, low=0.0, low_open=True)
         check_range("sac_gamma", self.sac_gamma, low=0.0, high=1.0)
+        check_range("sac_tau", self.sac_tau, low=0.0, high=1.0, low_open=True)
         for name in ("clip", "grad_clip"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
         self.update_rule()  # estimator, exploration_scale, exploration_weight_max, advantage_clip, penalty*
-        for name in ("reward_normalize", "absorbing_termination"):
+        for name in ("reward_normalize", "absorbing_termination", "terminal_on_life_loss"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.schedule_for()  # initial_pairs <= total_pairs
@@ -338,24 +369,46 @@ class RLHFConfig:
 
 
 def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
-    """The environment of ``config``, with its time limit override (and, for training, its absorbing termination);
-    checks the spaces SAC and the reward net need. ``evaluation``: the environment the policy is evaluated on, whose
-    episodes end at termination.
+    """The environment of ``config``, with its time limit override (and, for training, its absorbing termination, or
+    an Atari game's end at a lost life); checks the spaces SAC and the reward net need. ``evaluation``: the
+    environment the policy is evaluated on, whose episodes end at termination (Atari: at game over).
 
     Raises:
-        gymnasium.error.DependencyNotInstalled: the environment needs an uninstalled extra (MuJoCo).
+        gymnasium.error.DependencyNotInstalled: the environment needs an uninstalled extra, its message naming the
+            command that installs it (``sobirl[mujoco]``, ``sobirl[atari]``).
         ValueError: unknown environment id (gymnasium's message, with its suggestion), an observation space that is
-            not a 1-D Box, an action space neither a 1-D Box nor Discrete, a fragment_length beyond the environment's
-            time limit, or absorbing termination without a time limit, naming the fix.
+            neither a 1-D Box nor an Atari game's frames, an action space neither a 1-D Box nor Discrete, a
+            fragment_length beyond the environment's time limit, absorbing termination without a time limit or on an
+            Atari game, naming the fix.
     """
+    atari = is_atari(config.env)
+    if atari and config.absorbing_termination:
+        raise ValueError(
+            f"absorbing_termination needs 1-D Box observations (e.g. CartPole-v1), and the Atari game {config.env!r} "
+            "gives frames; set absorbing_termination: false"
+        )
+    mujoco = False
     try:
-        if "mujoco" in str(gym.spec(config.env).entry_point):
-            _route_mujoco_warnings()
-        if config.absorbing_termination:  # the evaluation env has the indicator too, and ends at termination
-            env = absorbing_env(config.env, max_episode_steps=config.max_episode_steps, absorb=not evaluation)
+        if atari:
+            env = make_atari(
+                config.env,
+                max_episode_steps=config.max_episode_steps,
+                frame_stack=config.frame_stack,
+                terminal_on_life_loss=config.terminal_on_life_loss and not evaluation,
+            )
         else:
-            env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
-    except gym.error.DependencyNotInstalled:  # a subclass of gym.error.Error: the caller names the extra
+            mujoco = "mujoco" in str(gym.spec(config.env).entry_point)
+            if mujoco:
+                _route_mujoco_warnings()
+            if config.absorbing_termination:  # the evaluation env has the indicator too, and ends at termination
+                env = absorbing_env(config.env, max_episode_steps=config.max_episode_steps, absorb=not evaluation)
+            else:
+                env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
+    except gym.error.DependencyNotInstalled as err:  # a subclass of gym.error.Error
+        if mujoco:  # gymnasium's message names gymnasium's extra, not ours
+            raise gym.error.DependencyNotInstalled(
+                f'{config.env} needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"'
+            ) from err
         raise
     except gym.error.Error as err:
         raise ValueError(
@@ -370,11 +423,13 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
             f"limit {limit} steps); use a fragment_length <= {limit} or a larger max_episode_steps"
         )
     obs_space, act_space = env.observation_space, env.action_space
-    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+    # an Atari game's observations are make_atari's uint8 (frame_stack, 84, 84) stacks
+    if not atari and (not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1):
         env.close()
         raise ValueError(
             f"env {config.env!r} has observation_space {obs_space}; deep RLHF needs 1-D Box observations (e.g. "
-            "Pendulum-v1, HalfCheetah-v5, CartPole-v1); wrap others in gymnasium.wrappers.FlattenObservation"
+            "Pendulum-v1, HalfCheetah-v5, CartPole-v1) or an Atari game (e.g. ALE/BeamRider-v5); wrap others in "
+            "gymnasium.wrappers.FlattenObservation"
         )
     if not (
         isinstance(act_space, spaces.Discrete) or (isinstance(act_space, spaces.Box) and len(act_space.shape) == 1)
@@ -452,20 +507,34 @@ class RLHFTrainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.storm: StormMomentum | None = None
         sac_kwargs = self._sac_kwargs()
+        policy = "CnnPolicy" if self.frame_stack is not None else "MlpPolicy"
         algorithm = follower_class(self.env.action_space)  # SAC or DiscreteSAC
         if config.algo == "sac-true-reward":
-            self.model = algorithm("MlpPolicy", self.env, seed=config.seed, device=config.device, **sac_kwargs)
+            if self.frame_stack is not None:
+                sac_kwargs.update(
+                    replay_buffer_class=FrameStackReplayBuffer, replay_buffer_kwargs={"n_stack": self.frame_stack}
+                )
+            self.model = algorithm(policy, self.env, seed=config.seed, device=config.device, **sac_kwargs)
         else:
             build = action_reward_net if self.discrete else RewardNet.from_spaces
+            # the Nature CNN has no hidden widths to set
+            net_kwargs = {} if self.frame_stack is not None else {"hidden": config.reward_hidden}
             self.reward_net = build(
                 self.env.observation_space,
                 self.env.action_space,
-                hidden=config.reward_hidden,
                 normalize_output=config.reward_normalize,
                 seed=config.seed,
+                **net_kwargs,
             )
             self.model = make_sac(
-                self.env, self.reward_net, seed=config.seed, device=config.device, clip=config.clip, **sac_kwargs
+                self.env,
+                self.reward_net,
+                seed=config.seed,
+                device=config.device,
+                clip=config.clip,
+                policy=policy,
+                frame_stack=self.frame_stack,
+                **sac_kwargs,
             )
             self.reward_net.to(self.model.device)
             self.optimizer = torch.optim.AdamW(
@@ -484,6 +553,9 @@ class RLHFTrainer:
             batch_size=c.sac_batch_size,
             learning_rate=c.sac_learning_rate,
             gamma=c.sac_gamma,
+            train_freq=c.sac_train_freq,
+            tau=c.sac_tau,
+            target_update_interval=c.sac_target_update_interval,
             policy_kwargs=dict(net_arch=list(c.sac_net_arch)),
         )
 
@@ -496,6 +568,12 @@ class RLHFTrainer:
     def discrete(self) -> bool:
         """Whether the actions are Discrete (DiscreteSAC, a per-action reward net, the exact baseline)."""
         return isinstance(self.env.action_space, spaces.Discrete)
+
+    @property
+    def frame_stack(self) -> int | None:
+        """Frames per observation of an Atari game (``CnnPolicy``, the CNN reward net, the frame-stack replay
+        buffer); None for 1-D observations."""
+        return self.config.frame_stack if len(self.env.observation_space.shape) == 3 else None
 
     @property
     def steps(self) -> int:
@@ -616,10 +694,7 @@ class RLHFTrainer:
     def _batch(sample: tuple[FragmentPairs, np.ndarray], like: torch.Tensor) -> PairBatch:
         """A dataset sample as tensors of ``like``'s dtype and device: observations, actions, labels."""
         pairs, labels = sample
-        obs, act, y = (
-            torch.as_tensor(a, dtype=like.dtype, device=like.device)
-            for a in (pairs.observations, pairs.actions, labels)
-        )
+        obs, act, y = (_like(a, like) for a in (pairs.observations, pairs.actions, labels))
         return obs, act, y
 
     def _evaluate(self) -> dict[str, float]:
@@ -668,12 +743,14 @@ class RLHFTrainer:
             return math.nan
         pairs = sample_fragment_pairs(recent, c.held_out_pairs, c.fragment_length, rng)
         param = next(self.reward_net.parameters())
-        obs, act = (
-            torch.as_tensor(a, dtype=param.dtype, device=param.device) for a in (pairs.observations, pairs.actions)
-        )
-        self.reward_net.eval()  # frozen output statistics
-        with torch.no_grad():
-            logits = preference_logits(self.reward_net, obs, act)
+        self.reward_net.eval()  # frozen output statistics, so the chunks see the same net
+        chunks = []
+        with torch.no_grad():  # reward_batch_size pairs at a time: a float copy of every held-out frame is GBs
+            for start in range(0, len(pairs), c.reward_batch_size):
+                rows = slice(start, start + c.reward_batch_size)
+                obs, act = _like(pairs.observations[rows], param), _like(pairs.actions[rows], param)
+                chunks.append(preference_logits(self.reward_net, obs, act))
+        logits = torch.cat(chunks)
         probabilities = torch.as_tensor(self.labeller.probabilities(pairs), device=logits.device)
         return preference_accuracy(logits, probabilities)
 
@@ -748,10 +825,13 @@ class RLHFTrainer:
         trainer = cls(RLHFConfig.from_yaml(run_dir / CONFIG_FILE), run_dir)
         state = torch.load(checkpoint / _STATE, map_location=trainer.model.device, weights_only=False)
         net = state["reward_net"]
-        buffer_kwargs = {} if net is None else {"replay_buffer_kwargs": {"reward_fn": net, "clip": trainer.config.clip}}
+        # what the model was saved without (save_checkpoint), for the buffer that load builds before it is replaced
+        buffer_kwargs: dict[str, Any] = {} if net is None else {"reward_fn": net, "clip": trainer.config.clip}
+        if trainer.frame_stack is not None:
+            buffer_kwargs["n_stack"] = trainer.frame_stack
         algorithm = follower_class(trainer.env.action_space)
         trainer.model = algorithm.load(
-            checkpoint / _SAC, env=trainer.env, device=trainer.config.device, **buffer_kwargs
+            checkpoint / _SAC, env=trainer.env, device=trainer.config.device, replay_buffer_kwargs=buffer_kwargs
         )
         trainer.model.load_replay_buffer(checkpoint / _REPLAY)
         if net is not None:
@@ -779,6 +859,12 @@ class RLHFTrainer:
         trainer.model.get_env().seed(trainer.config.seed + trainer.steps)  # the new episode's start, reproducibly
         trainer._fresh = False
         return trainer
+
+
+def _like(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """``array`` as a tensor of ``like``'s dtype and device, converted on the device (uint8 frames travel at a quarter
+    of their float size)."""
+    return torch.as_tensor(array, device=like.device).to(like.dtype)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
