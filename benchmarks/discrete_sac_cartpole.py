@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from sobirl.agents import DiscreteSAC
-from sobirl.profiling import command_line, machine_line, write_report
+from sobirl.profiling import machine_line, print_report
 
 ENV = "CartPole-v1"
 TARGET = 450.0
@@ -103,14 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"DiscreteSAC MlpPolicy on {ENV}, {steps} agent steps per seed, learning_starts 1000, buffer 50,000, other "
         f"arguments at their defaults; evaluation every {EVAL_EVERY} steps, {EVAL_EPISODES} deterministic episodes"
     )
-    print("\n".join([machine_line(), setting, *rows, summary]))
-    if args.markdown is not None:
-        write_report(
-            args.markdown,
-            command_line(argv),
-            [machine_line(), setting, "\n".join(rows), summary],
-            seconds=time.perf_counter() - start,
-        )
+    print_report([machine_line(), setting, "\n".join(rows), summary], args.markdown, argv, start)
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from sobirl.cli import key_values
-from sobirl.profiling import command_line, machine_line, write_report
+from sobirl.profiling import machine_line, print_report
 from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer
 
 ALGOS = ("sac-true-reward", "drlhf", "sobirl")
@@ -112,14 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         f"steps, {base.total_pairs} pairs, SAC batch {base.sac_batch_size}, reward net {list(base.reward_hidden)}, "
         f"action_samples {base.action_samples}, estimator {base.estimator or 'one-step'}, 1 thread"
     )
-    print("\n".join([machine_line(), setting, *rows, summary]))
-    if args.markdown is not None:
-        write_report(
-            args.markdown,
-            command_line(argv),
-            [machine_line(), setting, "\n".join(rows), summary],
-            seconds=time.perf_counter() - start,
-        )
+    print_report([machine_line(), setting, "\n".join(rows), summary], args.markdown, argv, start)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sobirl.experiments.sweep import SweepSpec, run_sweep
 from sobirl.experiments.sweep_backends import BACKENDS
-from sobirl.profiling import command_line, machine_line, write_report
+from sobirl.profiling import machine_line, print_report
 from sobirl.rlhf.trainer import RLHFConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pendulum-cpu.yaml"
@@ -74,14 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         f"backend {args.backend}"
     )
     summary = f"speed-up with 2 workers = {ratio:.2f} (target >= {TARGET}: {'met' if ratio >= TARGET else 'NOT met'})"
-    print("\n".join([machine_line(), setting, *rows, summary]))
-    if args.markdown is not None:
-        write_report(
-            args.markdown,
-            command_line(argv),
-            [machine_line(), setting, "\n".join(rows), summary],
-            seconds=time.perf_counter() - start,
-        )
+    print_report([machine_line(), setting, "\n".join(rows), summary], args.markdown, argv, start)
     return 0
 
 

@@ -9,6 +9,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,12 @@ def write_report(path: Path, command: str, sections: list[str], seconds: float |
     timing = "" if seconds is None else f" ({seconds:.0f} s)"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join([f"Command: `{command}`{timing}", *sections]) + "\n")
+
+
+def print_report(sections: list[str], markdown: Path | None, argv: list[str] | None, started: float) -> None:
+    """Print a benchmark's ``sections`` (the machine line, settings, table rows, summary) and, when ``markdown`` is
+    given, also write them there with the command line and the wall seconds since ``started``
+    (``time.perf_counter()``)."""
+    print("\n".join(sections))
+    if markdown is not None:
+        write_report(markdown, command_line(argv), sections, seconds=time.perf_counter() - started)
