@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import F64, central_difference, nonlinear_problem, random_transitions, to_sparse
@@ -31,6 +31,8 @@ def relative_fd_error(prob, x: torch.Tensor, h: float) -> float:
     layout=st.sampled_from(["dense", "coo", "csr"]),
     seed=st.integers(0, 2**31 - 1),
 )
+# BiCGSTAB's search direction cancelled to exactly zero here (a division by zero before the breakdown restart)
+@example(S=3, A=3, n=3, gamma=0.9, tau=0.01, layout="coo", seed=120)
 def test_hypergradient_matches_finite_differences(S, A, n, gamma, tau, layout, seed):
     gen = torch.Generator().manual_seed(seed)
     P = random_transitions(S, A, gen)

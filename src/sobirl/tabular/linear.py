@@ -100,7 +100,11 @@ def bicgstab(
         p = r + beta * (p - omega * v)
         y = precond(p)
         v = matvec(y)
-        alpha = rho / torch.dot(r_hat, v).item()
+        denominator = torch.dot(r_hat, v).item()
+        if denominator == 0.0:  # breakdown: the search direction cancelled to zero; restart from the residual
+            restart = True
+            continue
+        alpha = rho / denominator
         x = x + alpha * y
         s = r - alpha * v
         if torch.linalg.vector_norm(s).item() <= tol:
