@@ -7,8 +7,9 @@ from hypothesis import settings
 
 from sobirl.tabular import BilevelProblem, TabularMDP
 
-# Property-based tests: 60 examples by default; `pytest --hypothesis-profile=stress` for a long search.
-settings.register_profile("default", max_examples=60, deadline=None)
+# Property-based tests: 60 examples by default, the same on every run (derandomized), so the suite does not flake on a
+# newly drawn case; `pytest --hypothesis-profile=stress` searches 2000 random examples.
+settings.register_profile("default", max_examples=60, deadline=None, derandomize=True)
 settings.register_profile("stress", max_examples=2000, deadline=None)
 
 torch.set_num_threads(1)  # tests run in parallel workers; one thread each keeps them from competing
