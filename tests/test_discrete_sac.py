@@ -15,7 +15,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sobirl.agents import discrete_sac as dsac_module
@@ -465,6 +465,110 @@ def test_multi_input_policy_smoke():
     assert isinstance(model.actor.features_extractor, CombinedExtractor)
     model.learn(30)
     assert model._n_updates == 20
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One features extractor for the actor and the critics
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class LinearExtractor(BaseFeaturesExtractor):
+    """A features extractor with parameters (CartPole's FlattenExtractor has none to share)."""
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 8) -> None:
+        super().__init__(observation_space, features_dim)
+        self.linear = torch.nn.Linear(int(np.prod(observation_space.shape)), features_dim)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.linear(observations.flatten(1)))
+
+
+def shared_model(**kwargs: Any) -> DiscreteSAC:
+    """A filled CartPole model whose actor and critics share a LinearExtractor."""
+    policy_kwargs = dict(net_arch=[16], features_extractor_class=LinearExtractor, share_features_extractor=True)
+    return filled_model(policy_kwargs=policy_kwargs, **kwargs)
+
+
+def ids(parameters) -> set[int]:
+    return {id(p) for p in parameters}
+
+
+def test_shared_extractor_structure_and_optimisers():
+    model = shared_model()
+    policy = model.policy
+    assert model.actor.features_extractor is model.critic.features_extractor
+    assert policy.actor_target.features_extractor is model.critic_target.features_extractor
+    extractor = ids(model.critic.features_extractor.parameters())
+    # the critic's optimiser trains the extractor; the actor's only its head
+    assert ids(model.actor.optimizer.param_groups[0]["params"]) == ids(model.actor.logits_net.parameters())
+    assert extractor <= ids(model.critic.optimizer.param_groups[0]["params"])
+    assert critic_vector(policy.actor_target).equal(critic_vector(model.actor))
+    assert cartpole_model().policy.actor_target is None  # not shared: no target actor
+
+
+def test_shared_extractor_outputs_and_gradient_paths():
+    model = shared_model()
+    policy = model.policy
+    with torch.no_grad():  # the target copy differs from the online networks, so the sources below are told apart
+        for p in [*model.critic_target.parameters(), *policy.actor_target.logits_net.parameters()]:
+            p.add_(0.1 * torch.randn_like(p))
+    replay = model.replay_buffer.sample(16)
+    out = policy.batch_outputs(replay.observations, replay.next_observations)
+    with torch.no_grad():
+        q1, q2 = model.critic(replay.observations)
+        q1_targ, q2_targ = model.critic_target(replay.next_observations)
+        torch.testing.assert_close(out.q1, q1)
+        torch.testing.assert_close(out.q2, q2)
+        torch.testing.assert_close(out.q1_targ_next, q1_targ)
+        torch.testing.assert_close(out.q2_targ_next, q2_targ)
+        torch.testing.assert_close(out.logits, model.actor(replay.observations))
+        # the next-state policy is the target copy's, not the current actor's
+        torch.testing.assert_close(out.logits_next, policy.actor_target(replay.next_observations))
+        assert not torch.allclose(out.logits_next, model.actor(replay.next_observations))
+
+    losses = discrete_sac_losses(
+        *out, replay.actions, replay.rewards, replay.dones, 0.2, 0.99, model.target_entropy, model.log_ent_coef
+    )
+    extractor = list(model.critic.features_extractor.parameters())
+    losses.actor_loss.backward(retain_graph=True)
+    assert all(p.grad is None for p in extractor)  # the actor loss does not move the shared features
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.actor.logits_net.parameters())
+    losses.critic_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in extractor)
+
+
+def test_shared_extractor_target_actor_head_follows_the_actor():
+    model = shared_model(tau=1.0, target_update_interval=2)
+    model.train(gradient_steps=1, batch_size=16)
+    target_head = critic_vector(model.policy.actor_target.logits_net)
+    policy_head = critic_vector(model.actor.logits_net)
+    assert not torch.equal(target_head, policy_head)
+    model.train(gradient_steps=1, batch_size=16)  # the second step copies
+    assert torch.equal(critic_vector(model.policy.actor_target.logits_net), critic_vector(model.actor.logits_net))
+    assert torch.equal(critic_vector(model.critic_target), critic_vector(model.critic))
+
+    soft = shared_model(tau=0.5, learning_rate=0.0)  # lr 0: only the targets move
+    with torch.no_grad():
+        for p in soft.policy.actor_target.logits_net.parameters():
+            p.add_(torch.randn_like(p))
+    head, target = critic_vector(soft.actor.logits_net), critic_vector(soft.policy.actor_target.logits_net)
+    soft.train(gradient_steps=1, batch_size=16)
+    torch.testing.assert_close(critic_vector(soft.policy.actor_target.logits_net), 0.5 * (head + target))
+
+
+def test_shared_extractor_save_load_round_trip(tmp_path):
+    model = shared_model()
+    model.train(gradient_steps=3, batch_size=16)
+    model.save(tmp_path / "shared.zip")
+    loaded = DiscreteSAC.load(tmp_path / "shared.zip", device="cpu")
+    assert loaded.policy.share_features_extractor
+    assert loaded.actor.features_extractor is loaded.critic.features_extractor
+    assert loaded.policy.actor_target.features_extractor is loaded.critic_target.features_extractor
+    for module in ("actor", "critic", "critic_target", "actor_target"):
+        saved, restored = getattr(model.policy, module), getattr(loaded.policy, module)
+        torch.testing.assert_close(critic_vector(restored), critic_vector(saved))
+    obs = np.stack([model.observation_space.sample() for _ in range(32)])
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -173,6 +173,20 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
         assert resumed.model.replay_buffer.reward_fn is resumed.reward_net
 
 
+def test_shared_features_extractor_on_atari_frames(tmp_path):
+    config = RLHFConfig(**{**ATARI_SMOKE, "algo": "sobirl", "total_steps": 120, "sac_share_features_extractor": True})
+    write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})
+    trainer = RLHFTrainer(config, tmp_path)
+    trainer.run()
+    policy = trainer.model.policy
+    assert policy.share_features_extractor and policy.actor.features_extractor is policy.critic.features_extractor
+    assert trainer.model._n_updates == 5
+    resumed = RLHFTrainer.resume(tmp_path).model.policy
+    assert resumed.share_features_extractor and resumed.actor.features_extractor is resumed.critic.features_extractor
+    with pytest.raises(TypeError, match="sac_share_features_extractor must be true or false, got 'yes'"):
+        RLHFConfig(sac_share_features_extractor="yes")
+
+
 @pytest.mark.parametrize("algo", ["sobirl", "hpgd", "pbrl"])
 def test_second_term_on_the_newest_pairs(algo, tmp_path):
     """exploration_pairs: the second term is on, on a batch of the newest pairs; it differs from the same-batch run."""

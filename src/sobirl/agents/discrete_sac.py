@@ -20,6 +20,14 @@ checked on hand-built numbers. Target critics follow the critics by Polyak avera
 ``target_update_interval`` gradient steps, or by an exact copy when ``tau == 1`` (``tau=1.0,
 target_update_interval=8000`` is the periodic hard copy of a DQN-style Atari configuration).
 
+With ``policy_kwargs=dict(share_features_extractor=True)`` the actor and the critics read one features extractor,
+trained by the critic loss alone: the actor's head sees the features detached, as the encoders of SAC-AE and DrQ
+(Yarats et al., 2019, 2021). The target copy then holds the extractor, the Q-heads and the actor's head, and the
+critic target's next-state policy is that copy's, ``pi_targ(.|s') = softmax(actor_head_targ(features_targ(s')))``: a
+gradient step runs the extractor forward on ``s'`` once and forward and backward on ``s`` once, what a DQN update
+does (``benchmarks/discrete_sac_update.py`` measures both). Without sharing (the default, and the seed authors'
+networks) the next-state policy is the current actor's.
+
 - :class:`DiscreteSAC`: the algorithm (``learn``, ``predict``, ``save``/``load``, callbacks, logger as in SB3);
 - :class:`DiscreteSACPolicy` (``"MlpPolicy"``), :class:`CnnPolicy` (``"CnnPolicy"``, ``NatureCNN`` features),
   :class:`MultiInputPolicy` (``"MultiInputPolicy"``, ``Dict`` observations), built from :class:`DiscreteActor`
@@ -77,6 +85,17 @@ class DiscreteSACLosses(NamedTuple):
     """``(B, 1)`` critic target ``y``, without gradient."""
     entropy: th.Tensor
     """``(B,)`` exact entropy ``H(pi(.|s))`` of the actor at the batch's states, without gradient."""
+
+
+class DiscreteSACOutputs(NamedTuple):
+    """The networks' outputs on a batch that :func:`discrete_sac_losses` takes (see its arguments)."""
+
+    q1: th.Tensor
+    q2: th.Tensor
+    q1_targ_next: th.Tensor
+    q2_targ_next: th.Tensor
+    logits: th.Tensor
+    logits_next: th.Tensor
 
 
 def discrete_sac_losses(
@@ -198,6 +217,10 @@ class DiscreteActor(BasePolicy):
         """The ``(B, |A|)`` logits of ``pi(.|obs)``."""
         return self.logits_net(self.extract_features(obs, self.features_extractor))
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The parameters after the features extractor (all the actor trains when it shares the critic's)."""
+        return list(self.logits_net.parameters())
+
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         logits = self(observation)
         if deterministic:
@@ -241,15 +264,20 @@ class DiscreteCritic(BaseModel):
 
     def forward(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
         """``(Q1(obs, .), Q2(obs, .))``, each ``(B, |A|)``."""
-        features = self.extract_features(obs, self.features_extractor)
+        return self.q_heads(self.extract_features(obs, self.features_extractor))
+
+    def q_heads(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``(Q1, Q2)`` from this critic's features of the observations."""
         return self.qf0(features), self.qf1(features)
 
 
 class DiscreteSACPolicy(BasePolicy):
     """Actor, twin critics and their target copies for :class:`DiscreteSAC` (registered as ``"MlpPolicy"``).
 
-    The actor, the critics and the target critics each have their own features extractor (SB3's
-    ``share_features_extractor=False``): the critic loss never moves the actor's features and vice versa.
+    By default the actor, the critics and the target critics each have their own features extractor: the critic
+    loss never moves the actor's features and vice versa. With ``share_features_extractor=True`` the actor's head
+    reads the critics' extractor, which only the critic loss trains, and :attr:`actor_target` (the target copy's actor
+    head on the target critics' extractor) gives the next-state policy: see the module docstring.
 
     :param observation_space: observation space.
     :param action_space: the ``Discrete`` action space.
@@ -264,12 +292,15 @@ class DiscreteSACPolicy(BasePolicy):
     :param normalize_images: divide image observations by 255.
     :param optimizer_class: optimiser of the actor and of the critics.
     :param optimizer_kwargs: its keyword arguments other than the learning rate.
+    :param share_features_extractor: one features extractor for the actor and the critics, trained by the critic
+        loss, and the target copy's policy in the critic target (one extractor forward on ``s'`` per update).
     """
 
     default_features_extractor: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
     actor: DiscreteActor
     critic: DiscreteCritic
     critic_target: DiscreteCritic
+    actor_target: DiscreteActor | None
     action_space: spaces.Discrete
 
     def __init__(
@@ -284,6 +315,7 @@ class DiscreteSACPolicy(BasePolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = False,
     ) -> None:
         features_extractor_class = features_extractor_class or self.default_features_extractor
         super().__init__(
@@ -299,6 +331,7 @@ class DiscreteSACPolicy(BasePolicy):
             net_arch = [] if issubclass(features_extractor_class, NatureCNN) else [256, 256]
         self.net_arch = net_arch
         self.activation_fn = activation_fn
+        self.share_features_extractor = share_features_extractor
         actor_arch, critic_arch = get_actor_critic_arch(net_arch)
         common = dict(
             observation_space=self.observation_space,
@@ -311,10 +344,6 @@ class DiscreteSACPolicy(BasePolicy):
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        self.actor = self.make_actor()
-        self.actor.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-        )
         self.critic = self.make_critic()
         self.critic.optimizer = self.optimizer_class(  # type: ignore[call-arg]
             self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
@@ -323,14 +352,52 @@ class DiscreteSACPolicy(BasePolicy):
         self.critic_target.load_state_dict(self.critic.state_dict())
         # target networks only ever evaluate (no dropout, frozen batch-norm statistics)
         self.critic_target.set_training_mode(False)
+        if self.share_features_extractor:
+            self.actor = self.make_actor(self.critic.features_extractor)
+            actor_parameters = self.actor.head_parameters()  # the critic loss alone trains the shared extractor
+            self.actor_target = self.make_actor(self.critic_target.features_extractor)
+            self.actor_target.load_state_dict(self.actor.state_dict())
+            self.actor_target.set_training_mode(False)
+        else:
+            self.actor = self.make_actor()
+            actor_parameters = list(self.actor.parameters())
+            self.actor_target = None
+        self.actor.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            actor_parameters, lr=lr_schedule(1), **self.optimizer_kwargs
+        )
 
-    def make_actor(self) -> DiscreteActor:
-        """A new actor with its own features extractor."""
-        return DiscreteActor(**self._update_features_extractor(self.actor_kwargs)).to(self.device)
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> DiscreteActor:
+        """A new actor on ``features_extractor``, or on a new one of its own when None."""
+        kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return DiscreteActor(**kwargs).to(self.device)
 
     def make_critic(self) -> DiscreteCritic:
         """A new pair of Q-heads with its own features extractor."""
         return DiscreteCritic(**self._update_features_extractor(self.critic_kwargs)).to(self.device)
+
+    def batch_outputs(self, observations: PyTorchObs, next_observations: PyTorchObs) -> DiscreteSACOutputs:
+        """Every network output of one gradient step on a batch; only ``q1``, ``q2`` and ``logits`` carry gradient.
+
+        Shared extractor: the target copy's features of ``s'`` give both ``Q_targ(s', .)`` and the next-state policy,
+        and the critics' features of ``s`` reach the actor's head detached. Otherwise each network reads its own.
+        """
+        if self.actor_target is not None:
+            with th.no_grad():
+                features_next = self.critic_target.extract_features(
+                    next_observations, self.critic_target.features_extractor
+                )
+                q1_targ_next, q2_targ_next = self.critic_target.q_heads(features_next)
+                logits_next = self.actor_target.logits_net(features_next)
+            features = self.critic.extract_features(observations, self.critic.features_extractor)
+            q1, q2 = self.critic.q_heads(features)
+            logits = self.actor.logits_net(features.detach())
+        else:
+            with th.no_grad():
+                logits_next = self.actor(next_observations)
+                q1_targ_next, q2_targ_next = self.critic_target(next_observations)
+            q1, q2 = self.critic(observations)
+            logits = self.actor(observations)
+        return DiscreteSACOutputs(q1, q2, q1_targ_next, q2_targ_next, logits, logits_next)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -342,6 +409,7 @@ class DiscreteSACPolicy(BasePolicy):
             optimizer_kwargs=self.optimizer_kwargs,
             features_extractor_class=self.features_extractor_class,
             features_extractor_kwargs=self.features_extractor_kwargs,
+            share_features_extractor=self.share_features_extractor,
         )
         return data
 
@@ -619,13 +687,19 @@ class DiscreteSAC(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
 
     def _update_target_networks(self) -> None:
-        """Target critics <- ``tau`` critics + ``(1 - tau)`` targets; an exact copy when ``tau == 1``."""
+        """Target critics (and the target actor head, with a shared extractor) <- ``tau`` online + ``(1 - tau)``
+        targets; an exact copy when ``tau == 1``."""
+        actor_target = self.policy.actor_target
         if self.tau == 1.0:
             # exact: Polyak with tau = 1 computes 0 * target + param, which is NaN where the target is inf or NaN
             self.critic_target.load_state_dict(self.critic.state_dict())
+            if actor_target is not None:
+                actor_target.logits_net.load_state_dict(self.actor.logits_net.state_dict())
         else:
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+            if actor_target is not None:
+                polyak_update(self.actor.head_parameters(), actor_target.head_parameters(), self.tau)
 
     def current_ent_coef(self) -> th.Tensor:
         """The temperature ``alpha`` now, a one-element tensor without gradient."""
@@ -647,25 +721,17 @@ class DiscreteSAC(OffPolicyAlgorithm):
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
 
-        actor_losses, critic_losses, ent_coef_losses, ent_coefs, entropies = [], [], [], [], []
+        # logged values stay on the device until the end: one .item() per step would wait for the GPU each time
+        logged: dict[str, list[th.Tensor]] = {"ent_coef": [], "actor_loss": [], "critic_loss": [], "entropy": []}
         for _ in range(gradient_steps):
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             # n-step buffers give gamma ** (steps actually summed) per sample
             discounts = batch.discounts if batch.discounts is not None else self.gamma
             ent_coef = self.current_ent_coef()
 
-            with th.no_grad():
-                logits_next = self.actor(batch.next_observations)
-                q1_targ_next, q2_targ_next = self.critic_target(batch.next_observations)
-            q1, q2 = self.critic(batch.observations)
-            logits = self.actor(batch.observations)
+            outputs = self.policy.batch_outputs(batch.observations, batch.next_observations)
             losses = discrete_sac_losses(
-                q1,
-                q2,
-                q1_targ_next,
-                q2_targ_next,
-                logits,
-                logits_next,
+                *outputs,
                 batch.actions,
                 batch.rewards,
                 batch.dones,
@@ -680,7 +746,7 @@ class DiscreteSAC(OffPolicyAlgorithm):
                 self.ent_coef_optimizer.zero_grad()
                 losses.ent_coef_loss.backward()
                 self.ent_coef_optimizer.step()
-                ent_coef_losses.append(losses.ent_coef_loss.item())
+                logged.setdefault("ent_coef_loss", []).append(losses.ent_coef_loss.detach())
 
             self.critic.optimizer.zero_grad()
             losses.critic_loss.backward()
@@ -695,20 +761,17 @@ class DiscreteSAC(OffPolicyAlgorithm):
             if self._n_updates % self.target_update_interval == 0:
                 self._update_target_networks()
 
-            critic_losses.append(losses.critic_loss.item())
-            actor_losses.append(losses.actor_loss.item())
-            ent_coefs.append(ent_coef.item())
-            entropies.append(losses.entropy.mean().item())
+            logged["critic_loss"].append(losses.critic_loss.detach())
+            logged["actor_loss"].append(losses.actor_loss.detach())
+            logged["ent_coef"].append(ent_coef.reshape(()))
+            logged["entropy"].append(losses.entropy.mean())
 
         if gradient_steps == 0:
-            return  # nothing to average (np.mean of an empty list warns)
+            return  # nothing to average
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/ent_coef", np.mean(ent_coefs))
-        self.logger.record("train/actor_loss", np.mean(actor_losses))
-        self.logger.record("train/critic_loss", np.mean(critic_losses))
-        self.logger.record("train/entropy", np.mean(entropies))
-        if ent_coef_losses:
-            self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+        means = th.stack([th.stack(values).float().mean() for values in logged.values()]).tolist()  # one transfer
+        for key, mean in zip(logged, means, strict=True):
+            self.logger.record(f"train/{key}", mean)
 
     def learn(
         self: SelfDiscreteSAC,

@@ -192,6 +192,9 @@ class RLHFConfig:
         sac_tau: SAC's Polyak coefficient of the target critics, in (0, 1]; 1: an exact copy.
         sac_target_update_interval: SAC's gradient steps between target-critic updates (with sac_tau 1 and
             sac_train_freq 4, 2000 is a hard copy every 8000 agent steps).
+        sac_share_features_extractor: one features extractor for SAC's actor and critics. DiscreteSAC: the critic
+            loss trains it and the target copy's policy bootstraps, so an update costs what a DQN update does on the
+            Nature CNN (:mod:`sobirl.agents.discrete_sac`); SAC: SB3's option (the actor loss trains it).
         eval_interval: agent steps between evaluations (one metrics row each).
         eval_episodes: episodes of the deterministic policy per evaluation.
         held_out_pairs: fresh pairs per evaluation of the preference accuracy.
@@ -249,6 +252,7 @@ class RLHFConfig:
     sac_train_freq: int = 1
     sac_tau: float = 0.005
     sac_target_update_interval: int = 1
+    sac_share_features_extractor: bool = False
     eval_interval: int = 1000
     eval_episodes: int = 3
     held_out_pairs: int = 200
@@ -309,7 +313,12 @@ class RLHFConfig:
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
         self.update_rule()  # estimator, exploration_scale, exploration_weight_max, advantage_clip, penalty*
-        for name in ("reward_normalize", "absorbing_termination", "terminal_on_life_loss"):
+        for name in (
+            "reward_normalize",
+            "absorbing_termination",
+            "terminal_on_life_loss",
+            "sac_share_features_extractor",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self.schedule_for()  # initial_pairs <= total_pairs
@@ -556,7 +565,7 @@ class RLHFTrainer:
             train_freq=c.sac_train_freq,
             tau=c.sac_tau,
             target_update_interval=c.sac_target_update_interval,
-            policy_kwargs=dict(net_arch=list(c.sac_net_arch)),
+            policy_kwargs=dict(net_arch=list(c.sac_net_arch), share_features_extractor=c.sac_share_features_extractor),
         )
 
     def _silence_sb3_logger(self) -> None:
