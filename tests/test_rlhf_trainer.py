@@ -173,6 +173,21 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
         assert resumed.model.replay_buffer.reward_fn is resumed.reward_net
 
 
+def test_target_entropy_scale_reaches_discrete_sac_and_only_discrete_actions(tmp_path):
+    changes = {"env": "CartPole-v1", "total_steps": 100, "fragment_length": 8, "sac_target_entropy_scale": 0.5}
+    trainer = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), tmp_path)
+    assert trainer.model.target_entropy == pytest.approx(0.5 * math.log(2))
+    assert RLHFTrainer(
+        RLHFConfig(**{**SMOKE, "env": "CartPole-v1", "fragment_length": 8}), tmp_path / "d"
+    ).model.target_entropy == pytest.approx(0.89 * math.log(2))
+    with pytest.raises(
+        ValueError, match=r"sac_target_entropy_scale is DiscreteSAC's \(Discrete actions\), and 'Pendulum-v1'"
+    ):
+        trainer_module.make_env(RLHFConfig(**{**SMOKE, "sac_target_entropy_scale": 0.5}))
+    with pytest.raises(ValueError, match=r"sac_target_entropy_scale must be in \(0, 1\], got 1.5"):
+        RLHFConfig(sac_target_entropy_scale=1.5)
+
+
 def test_shared_features_extractor_on_atari_frames(tmp_path):
     config = RLHFConfig(**{**ATARI_SMOKE, "algo": "sobirl", "total_steps": 120, "sac_share_features_extractor": True})
     write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})

@@ -195,6 +195,8 @@ class RLHFConfig:
         sac_share_features_extractor: one features extractor for SAC's actor and critics. DiscreteSAC: the critic
             loss trains it and the target copy's policy bootstraps, so an update costs what a DQN update does on the
             Nature CNN (:mod:`sobirl.agents.discrete_sac`); SAC: SB3's option (the actor loss trains it).
+        sac_target_entropy_scale: DiscreteSAC's entropy target as a fraction of ``log|A|``, in (0, 1]; None: its
+            default 0.89. Discrete actions only.
         eval_interval: agent steps between evaluations (one metrics row each).
         eval_episodes: episodes of the deterministic policy per evaluation.
         held_out_pairs: fresh pairs per evaluation of the preference accuracy.
@@ -253,6 +255,7 @@ class RLHFConfig:
     sac_tau: float = 0.005
     sac_target_update_interval: int = 1
     sac_share_features_extractor: bool = False
+    sac_target_entropy_scale: float | None = None
     eval_interval: int = 1000
     eval_episodes: int = 3
     held_out_pairs: int = 200
@@ -309,6 +312,8 @@ class RLHFConfig:
         check_range("sac_learning_rate", self.sac_learning_rate, low=0.0, low_open=True)
         check_range("sac_gamma", self.sac_gamma, low=0.0, high=1.0)
         check_range("sac_tau", self.sac_tau, low=0.0, high=1.0, low_open=True)
+        if self.sac_target_entropy_scale is not None:
+            check_range("sac_target_entropy_scale", self.sac_target_entropy_scale, low=0.0, high=1.0, low_open=True)
         for name in ("clip", "grad_clip"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
@@ -388,7 +393,7 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
         ValueError: unknown environment id (gymnasium's message, with its suggestion), an observation space that is
             neither a 1-D Box nor an Atari game's frames, an action space neither a 1-D Box nor Discrete, a
             fragment_length beyond the environment's time limit, absorbing termination without a time limit or on an
-            Atari game, naming the fix.
+            Atari game, sac_target_entropy_scale with Box actions, naming the fix.
     """
     atari = is_atari(config.env)
     if atari and config.absorbing_termination:
@@ -447,6 +452,12 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
         raise ValueError(
             f"env {config.env!r} has action_space {act_space}; deep RLHF needs 1-D Box actions (SAC, e.g. "
             "Pendulum-v1) or Discrete actions (DiscreteSAC, e.g. CartPole-v1)"
+        )
+    if config.sac_target_entropy_scale is not None and not isinstance(act_space, spaces.Discrete):
+        env.close()
+        raise ValueError(
+            f"sac_target_entropy_scale is DiscreteSAC's (Discrete actions), and {config.env!r} has action_space "
+            f"{act_space}; leave it unset (SAC's target entropy is -dim(A))"
         )
     return env
 
@@ -556,7 +567,9 @@ class RLHFTrainer:
 
     def _sac_kwargs(self) -> dict[str, Any]:
         c = self.config
+        extra = {} if c.sac_target_entropy_scale is None else {"target_entropy_scale": c.sac_target_entropy_scale}
         return dict(
+            **extra,
             learning_starts=c.sac_learning_starts,
             buffer_size=c.sac_buffer_size,
             batch_size=c.sac_batch_size,
