@@ -339,7 +339,7 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
         (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
         pytest.param(
             ["--device", "cuda"],
-            "torch sees no CUDA device; use --device auto or cpu",
+            "torch sees no CUDA device; set device to auto or cpu (--device, or --set device=... in a sweep)",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
         ),
     ],

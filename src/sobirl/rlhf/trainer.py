@@ -478,7 +478,10 @@ def _route_mujoco_warnings() -> None:
 def check_device(device: str) -> None:
     """Raise ``ValueError`` with the fix when ``device`` is ``cuda`` and torch sees no CUDA device."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device auto or cpu")
+        raise ValueError(
+            "device 'cuda' requested but torch sees no CUDA device; set device to auto or cpu "
+            "(--device, or --set device=... in a sweep)"
+        )
 
 
 @dataclass
