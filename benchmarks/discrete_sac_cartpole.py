@@ -2,14 +2,16 @@
 
 Usage::
 
-    python benchmarks/discrete_sac_cartpole.py [--quick] [--seeds N] [--steps N] [--workers W] [--markdown PATH]
+    python benchmarks/discrete_sac_cartpole.py [--quick] [--seeds N] [--steps N] [--workers W]
+                                               [--share-features-extractor] [--markdown PATH]
 
 Each seed trains :class:`sobirl.agents.DiscreteSAC` (``MlpPolicy``, 256x256, the defaults except a 1000-step warm-up
 and a 50k buffer) on the environment's reward for ``--steps`` agent steps (default 50,000), one torch thread, and
 evaluates its deterministic policy every 5000 steps on 5 episodes of a separate environment. Seeds run ``--workers``
 at a time in separate processes. The table gives each seed's evaluation returns, the first step at which the
 evaluation reached 450, and the final return; the target: every seed at least 450 within 50k steps. ``--quick``: 2
-seeds, 2000 steps, a smoke check.
+seeds, 2000 steps, a smoke check. ``--share-features-extractor``: the policy's ``share_features_extractor=True`` (on
+CartPole's flattened observations this changes only the critic target's next-state policy, the target copy's).
 """
 
 from __future__ import annotations
@@ -50,10 +52,19 @@ def evaluate(model: DiscreteSAC, seed: int) -> float:
     return float(np.mean(returns))
 
 
-def train(seed: int, steps: int) -> tuple[list[tuple[int, float]], float]:
-    """One seed: the (step, evaluation return) curve and the wall seconds of training (evaluations excluded)."""
+def train(seed: int, steps: int, shared: bool = False) -> tuple[list[tuple[int, float]], float]:
+    """One seed: the (step, evaluation return) curve and the wall seconds of training (evaluations excluded);
+    ``shared``: one features extractor for the actor and the critics."""
     torch.set_num_threads(1)
-    model = DiscreteSAC("MlpPolicy", ENV, seed=seed, device="cpu", learning_starts=1000, buffer_size=50_000)
+    model = DiscreteSAC(
+        "MlpPolicy",
+        ENV,
+        seed=seed,
+        device="cpu",
+        learning_starts=1000,
+        buffer_size=50_000,
+        policy_kwargs=dict(share_features_extractor=shared),
+    )
     curve, seconds = [], 0.0
     done = 0
     while done < steps:
@@ -72,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
     parser.add_argument("--steps", type=int, default=50_000, help="agent steps per seed (default 50,000)")
     parser.add_argument("--workers", type=int, default=2, help="seeds trained at the same time (default 2)")
+    parser.add_argument(
+        "--share-features-extractor", action="store_true", help="one features extractor for actor and critics"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.steps < 1 or args.workers < 1:
@@ -79,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds, steps = (2, 2000) if args.quick else (args.seeds, args.steps)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=min(args.workers, seeds)) as pool:
-        results = list(pool.map(train, range(seeds), [steps] * seeds))
+        results = list(pool.map(train, range(seeds), [steps] * seeds, [args.share_features_extractor] * seeds))
     checkpoints = [step for step, _ in results[0][0]]
     rows = [
         "| seed | " + " | ".join(f"{s // 1000}k" for s in checkpoints) + " | first >= 450 | train time (s) |",
@@ -101,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     setting = (
         f"DiscreteSAC MlpPolicy on {ENV}, {steps} agent steps per seed, learning_starts 1000, buffer 50,000, other "
-        f"arguments at their defaults; evaluation every {EVAL_EVERY} steps, {EVAL_EPISODES} deterministic episodes"
+        f"arguments at their defaults{', share_features_extractor' if args.share_features_extractor else ''}; "
+        f"evaluation every {EVAL_EVERY} steps, {EVAL_EPISODES} deterministic episodes"
     )
     print_report([machine_line(), setting, "\n".join(rows), summary], args.markdown, argv, start)
     return 0
