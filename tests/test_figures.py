@@ -230,6 +230,37 @@ def test_convergence_figure_gap_on_a_log_axis_when_the_optimum_is_shared(tmp_pat
     assert paths[0].read_bytes()[:8] == PNG_MAGIC and paths[1].read_bytes().startswith(b"%PDF")
 
 
+def test_a_compare_directory_stands_for_its_trials_with_their_exact_values(tmp_path):
+    small = ["--problem", "random-mdp", "--set", "S=4", "--set", "A=2", "--set", "n=3", "--workers", "1"]
+    args = ["--methods", "exact,m-sobirl", "--seeds", "2", "--iterations", "20", "--evaluate-every", "5"]
+    assert main(["compare", *small, *args, "--output-dir", str(tmp_path / "cmp")]) == 0
+    (compare_dir,) = (tmp_path / "cmp").iterdir()
+    runs = load_runs([compare_dir])
+    assert [(run.experiment, run.method, run.seed) for run in runs] == [
+        ("compare", "exact", 0),
+        ("compare", "exact", 1),
+        ("compare", "m-sobirl", 0),
+        ("compare", "m-sobirl", 1),
+    ]
+    fig = tabular_figure(runs)
+    ax_f, ax_g = fig.axes
+    assert legend(ax_f) == ["exact (2 seeds)", "m-sobirl (2 seeds)"] and ax_f.get_ylabel() == "objective f"
+    assert ax_g.get_yscale() == "log" and len(ax_g.get_lines()) == 2
+    exact_line = ax_f.get_lines()[0]
+    with (
+        open(compare_dir / "trials" / "exact-seed0.csv") as fh0,
+        open(compare_dir / "trials" / "exact-seed1.csv") as fh1,
+    ):
+        rows = [[r for r in csv.DictReader(fh) if r["exact_objective"]] for fh in (fh0, fh1)]
+    np.testing.assert_allclose(exact_line.get_xdata(), [float(r["iteration"]) for r in rows[0]])
+    expected = [(float(a["exact_objective"]) + float(b["exact_objective"])) / 2 for a, b in zip(*rows, strict=True)]
+    np.testing.assert_allclose(exact_line.get_ydata(), expected)
+    paths = write_figures([compare_dir], tmp_path / "out")
+    assert [p.name for p in paths] == ["compare-convergence.png", "compare-convergence.pdf"]
+    with pytest.raises(ValueError, match="cannot plot runs of different experiments together"):
+        load_runs([compare_dir, synthetic_run(tmp_path / "s0", "exact", 0, [1.0], [1.0], optimum=None)])
+
+
 # ---- directories ---------------------------------------------------------------------------------------------------
 
 
@@ -257,13 +288,15 @@ def bad_input(tmp_path: Path, case: str) -> list[str]:
     path = tmp_path / case
     if case == "file":
         path.write_text("x")
-    elif case in ("empty-dir", "no-metrics", "compare"):
+    elif case in ("empty-dir", "no-metrics", "estimators", "empty-compare"):
         path.mkdir()
     if case == "no-metrics":
         (path / "config.yaml").write_text("experiment: rlhf\n")
-    elif case == "compare":
-        (path / "config.yaml").write_text("experiment: compare\n")
+    elif case == "estimators":
+        (path / "config.yaml").write_text("experiment: estimators\n")
         (path / "metrics.csv").write_text("iteration\n1\n")
+    elif case == "empty-compare":
+        (path / "config.yaml").write_text("experiment: compare\nmethods: [exact]\nseeds: 2\n")
     elif case == "empty-sweep":
         write_sweep_file(path, algos=("drlhf",), seeds=(0,))
     elif case == "no-rows":
@@ -286,7 +319,8 @@ def bad_input(tmp_path: Path, case: str) -> list[str]:
         ("empty-dir", "empty-dir is not a run directory (no config.yaml), nor a sweep directory (no sweep.yaml)"),
         ("no-metrics", "no-metrics is not a run directory (no metrics.csv)"),
         ("no-rows", "no-rows/metrics.csv has no rows yet"),
-        ("compare", "compare/config.yaml: cannot plot experiment 'compare'; valid: rlhf, synthetic"),
+        ("estimators", "estimators/config.yaml: cannot plot experiment 'estimators'; valid: rlhf, synthetic, compare"),
+        ("empty-compare", "empty-compare has no trial with a row in trials/ yet"),
         ("empty-sweep", "sweep directory {tmp}/empty-sweep has no trial with a row in its metrics.csv yet"),
         ("mixed", "cannot plot runs of different experiments together (rlhf in {tmp}/a, synthetic in {tmp}/b)"),
         ("name", "the figure name must be a non-empty file name without a directory, got 'sub/fig'"),

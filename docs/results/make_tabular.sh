@@ -132,6 +132,9 @@ four_rooms() {
     cp "$run/results.md" "$OUT/four-rooms/results.md"
     cp "$run/objective.png" "$OUT/four-rooms/objective.png"
     cp "$run/config.yaml" "$OUT/four-rooms/config.yaml"
+    # `sobirl plot` of the compare directory: exact objective and |grad phi| (log axis), mean +/- s.e. over seeds.
+    timed four-rooms "sobirl plot (compare directory)" \
+        sobirl plot "$run" --output "$OUT/four-rooms" --name four-rooms
 }
 
 estimators() {

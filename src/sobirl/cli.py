@@ -648,20 +648,23 @@ def _run_rlhf_summary(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def _add_plot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "plot",
-        help="paper-style figures (PNG and PDF) of rlhf or synthetic runs: mean over seeds +/- standard error",
+        help="paper-style figures (PNG and PDF) of rlhf, synthetic or compare runs: mean over seeds +/- standard error",
         description=(
             "Write figures of run directories of one experiment, as PNG and PDF, into OUTPUT: for rlhf runs "
             "NAME-return (evaluation return against agent steps, one subplot per env, one line per algorithm) and "
             "NAME-accuracy (held-out preference accuracy likewise); for synthetic runs NAME-convergence (objective, "
             "or the gap f - f* when every run has the same optimum, and |grad phi| against the iteration, one line "
-            "per method). A line is the mean over seeds on the steps all of them reached, shaded +/- standard error "
+            "per method; for a compare directory the same figure of the exact objective and |grad phi| of its trials). "
+            "A line is the mean over seeds on the steps all of them reached, shaded +/- standard error "
             "std_{n-1}/sqrt(n). A sweep directory stands for its trials that have metrics."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sub.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories or sweep directories")
+    sub.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run, sweep or compare directories")
     sub.add_argument("--output", type=Path, default=Path("figures"), help="directory of the figures, made if missing")
-    sub.add_argument("--name", default=None, help="file name stem; when not given: the experiment, rlhf or synthetic")
+    sub.add_argument(
+        "--name", default=None, help="file name stem; when not given: the experiment (rlhf, synthetic, compare)"
+    )
     sub.set_defaults(handler=functools.partial(_run_plot, sub))
 
 

@@ -14,6 +14,8 @@ order. All runs must be of one experiment (the ``experiment`` key of ``config.ya
 - ``synthetic`` (``sobirl synthetic`` runs): ``STEM-convergence`` has two panels against the iteration, the objective
   ``f`` (or the gap ``f - f*`` on a log axis when every run has the same known optimum ``f*``) and ``|grad phi|``
   (log axis), one line per method.
+- ``compare`` (a ``sobirl compare`` directory, which stands for its ``trials/<method>-seed<k>.csv``): the same
+  ``STEM-convergence`` figure of the EXACT objective and ``|grad phi|``, at the iterations the comparison evaluated.
 
 A line is the mean over the seeds of its group, and its band the standard error ``s.e. = std_{n-1} / sqrt(n)`` (no
 band for a single seed), taken on the x values (agent steps, iterations) that every seed of the group has logged: a
@@ -37,15 +39,17 @@ from matplotlib.figure import Figure
 
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
 from sobirl.experiments.sweep import SWEEP_FILE, SweepSpec
-from sobirl.rlhf.trainer import read_metrics
+from sobirl.rlhf.trainer import read_csv_rows, read_metrics
 
-EXPERIMENTS = ("rlhf", "synthetic")
+EXPERIMENTS = ("rlhf", "synthetic", "compare")
 """The ``experiment`` values of ``config.yaml`` that can be plotted."""
 FORMATS = ("png", "pdf")
 """Every figure is written once per format."""
 _PANELS_PER_ROW = 3
 _YLABELS = {"eval_return": "evaluation return", "preference_accuracy": "held-out preference accuracy"}
 _DPI = 150
+COMPARE_TRIALS = "trials"
+"""The folder of a ``sobirl compare`` directory with one ``<method>-seed<k>.csv`` per trial."""
 
 
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -57,7 +61,7 @@ class Run:
     """One run directory, read for plotting.
 
     Attributes:
-        run_dir: the run directory.
+        run_dir: the run directory (a compare directory for each of its trials).
         experiment: one of :data:`EXPERIMENTS`.
         env: the environment id (rlhf); empty for synthetic runs, which all share one panel.
         method: the algorithm (rlhf) or method (synthetic): runs of one (env, method) are seeds of one line.
@@ -180,14 +184,62 @@ def read_run(run_dir: str | os.PathLike[str]) -> Run:
     )
 
 
-def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
-    """Read the run directories of ``paths`` (sweep directories expanded, see :func:`expand_run_dirs`).
+def is_compare_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a ``sobirl compare`` directory: a ``config.yaml`` of experiment ``compare``."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file() or (path / METRICS_FILE).is_file():
+        return False
+    try:
+        return read_config(path).get("experiment") == "compare"
+    except ValueError:
+        return False  # read_run names the problem
+
+
+def read_compare(compare_dir: str | os.PathLike[str]) -> list[Run]:
+    """The trials of a ``sobirl compare`` directory as runs, in its order of methods then seeds: each
+    ``trials/<method>-seed<k>.csv`` with its exact objective and ``|grad phi|`` (``exact_objective``,
+    ``exact_grad_norm``, logged every ``evaluate_every`` iterations) as ``objective`` and ``grad_norm``. Trials
+    without a file (not started) are left out.
 
     Raises:
-        ValueError: no path is given, a path is not a run or sweep directory (:func:`read_run`), or the runs are of
-            different experiments.
+        ValueError: the config lacks ``methods`` or ``seeds``, or no trial has a row yet.
     """
-    runs = [read_run(run_dir) for run_dir in expand_run_dirs(paths)]
+    compare_dir = Path(compare_dir)
+    config = read_config(compare_dir)
+    if not isinstance(config.get("methods"), list) or not isinstance(config.get("seeds"), int):
+        raise ValueError(f"{compare_dir / CONFIG_FILE} lacks methods or seeds, needed to plot compare trials")
+    runs = []
+    for method in config["methods"]:
+        for seed in range(config["seeds"]):
+            path = compare_dir / COMPARE_TRIALS / f"{method}-seed{seed}.csv"
+            if not path.is_file():
+                continue
+            rows = tuple(
+                {
+                    "iteration": row["iteration"],
+                    "objective": row["exact_objective"],
+                    "grad_norm": row["exact_grad_norm"],
+                }
+                for row in read_csv_rows(path)
+            )
+            if rows:
+                runs.append(Run(compare_dir, "compare", "", str(method), seed, None, rows))
+    if not runs:
+        raise ValueError(f"{compare_dir} has no trial with a row in {COMPARE_TRIALS}/ yet")
+    return runs
+
+
+def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
+    """Read the run directories of ``paths`` (sweep directories expanded, see :func:`expand_run_dirs`; a compare
+    directory stands for its trials, :func:`read_compare`).
+
+    Raises:
+        ValueError: no path is given, a path is not a run, sweep or compare directory (:func:`read_run`), or the runs
+            are of different experiments.
+    """
+    runs = []
+    for run_dir in expand_run_dirs(paths):
+        runs.extend(read_compare(run_dir) if is_compare_dir(run_dir) else [read_run(run_dir)])
     if not runs:
         raise ValueError("no run directory given")
     kinds = {run.experiment for run in runs}
@@ -339,10 +391,11 @@ def plot_rlhf_accuracy(runs: Sequence[Run], stem: str | os.PathLike[str]) -> lis
 
 
 def tabular_figure(runs: Sequence[Run]) -> Figure:
-    """The convergence figure of synthetic runs: two panels against the iteration, one line per method labelled
-    ``method (n seeds)`` with its +/- s.e. band (``std_{n-1} / sqrt(n)``, :func:`aggregate`): the objective ``f``, or
-    the gap ``f - f*`` on a log axis when every run has the same known optimum ``f*``; and ``|grad phi|`` on a log
-    axis. Non-positive values on a log axis (a gap at ``f*`` up to rounding, a band below zero) are masked.
+    """The convergence figure of synthetic runs or compare trials: two panels against the iteration, one line per
+    method labelled ``method (n seeds)`` with its +/- s.e. band (``std_{n-1} / sqrt(n)``, :func:`aggregate`): the
+    objective ``f``, or the gap ``f - f*`` on a log axis when every run has the same known optimum ``f*``; and
+    ``|grad phi|`` on a log axis. Non-positive values on a log axis (a gap at ``f*`` up to rounding, a band below
+    zero) are masked.
 
     Raises:
         ValueError: no method has an objective or a gradient norm at an iteration common to its seeds.
@@ -374,7 +427,7 @@ def tabular_figure(runs: Sequence[Run]) -> Figure:
 
 
 def plot_tabular(runs: Sequence[Run], stem: str | os.PathLike[str]) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf``: the convergence figure of synthetic runs (:func:`tabular_figure`), mean
+    """Write ``stem.png`` and ``stem.pdf``: the convergence figure of tabular runs (:func:`tabular_figure`), mean
     over seeds +/- s.e. ``std_{n-1} / sqrt(n)``.
 
     Returns:
@@ -395,8 +448,8 @@ def write_figures(
         run_dirs: run directories and sweep directories, all of one experiment.
         output_dir: where the figures go.
         stem: the start of the file names, a single path component; None: the experiment (``rlhf``, ``synthetic``).
-            rlhf runs give ``<stem>-return`` and ``<stem>-accuracy`` (when a run has an accuracy), synthetic runs
-            ``<stem>-convergence``, each as ``.png`` and ``.pdf``.
+            rlhf runs give ``<stem>-return`` and ``<stem>-accuracy`` (when a run has an accuracy), synthetic runs and
+            compare directories ``<stem>-convergence``, each as ``.png`` and ``.pdf``.
 
     Returns:
         The written paths.
@@ -410,7 +463,7 @@ def write_figures(
     experiment = runs[0].experiment
     base = Path(output_dir) / (stem or experiment)
     base.parent.mkdir(parents=True, exist_ok=True)
-    if experiment == "synthetic":
+    if experiment in ("synthetic", "compare"):
         return plot_tabular(runs, base.with_name(f"{base.name}-convergence"))
     paths = plot_rlhf_returns(runs, base.with_name(f"{base.name}-return"))
     if _curves(runs, "preference_accuracy", "agent_steps"):

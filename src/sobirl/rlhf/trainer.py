@@ -900,7 +900,12 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
     """The rows of ``run_dir/metrics.csv`` as numbers (empty cells: NaN)."""
-    with open(Path(run_dir) / METRICS_FILE, newline="") as fh:
+    return read_csv_rows(Path(run_dir) / METRICS_FILE)
+
+
+def read_csv_rows(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of a CSV file of numbers with a header (a metrics file), as numbers (empty cells: NaN)."""
+    with open(path, newline="") as fh:
         return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
