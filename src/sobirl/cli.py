@@ -386,7 +386,7 @@ def _run_compare(parser: argparse.ArgumentParser, args: argparse.Namespace, comm
             seed=seed,
             iterations=args.iterations,
             evaluate_every=args.evaluate_every,
-            metrics_path=run_dir / "trials" / f"{method}-seed{seed}.csv",
+            metrics_path=compare.trial_path(run_dir, method, seed),
         )
         for method in methods
         for seed in range(args.seeds)

@@ -56,6 +56,15 @@ class TrialResult:
     error: str | None = None
 
 
+TRIALS_DIR = "trials"
+"""The folder of a comparison's run directory with one metrics CSV per trial."""
+
+
+def trial_path(run_dir: str | Path, method: str, seed: int) -> Path:
+    """The metrics CSV of one trial of a comparison: ``run_dir/trials/<method>-seed<seed>.csv``."""
+    return Path(run_dir) / TRIALS_DIR / f"{method}-seed{seed}.csv"
+
+
 def build_problem(name: str, params: dict[str, Any], seed: int) -> BilevelProblem:
     """Build a registered problem; builders that take a ``seed`` get the trial's seed."""
     builder = PROBLEMS[check_choice("problem", name, PROBLEMS)]

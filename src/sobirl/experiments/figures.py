@@ -37,6 +37,7 @@ import yaml
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from sobirl.experiments.compare import TRIALS_DIR, trial_path
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
 from sobirl.experiments.sweep import SWEEP_FILE, SweepSpec
 from sobirl.rlhf.trainer import read_csv_rows, read_metrics
@@ -48,8 +49,6 @@ FORMATS = ("png", "pdf")
 _PANELS_PER_ROW = 3
 _YLABELS = {"eval_return": "evaluation return", "preference_accuracy": "held-out preference accuracy"}
 _DPI = 150
-COMPARE_TRIALS = "trials"
-"""The folder of a ``sobirl compare`` directory with one ``<method>-seed<k>.csv`` per trial."""
 
 
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -211,7 +210,7 @@ def read_compare(compare_dir: str | os.PathLike[str]) -> list[Run]:
     runs = []
     for method in config["methods"]:
         for seed in range(config["seeds"]):
-            path = compare_dir / COMPARE_TRIALS / f"{method}-seed{seed}.csv"
+            path = trial_path(compare_dir, method, seed)
             if not path.is_file():
                 continue
             rows = tuple(
@@ -225,7 +224,7 @@ def read_compare(compare_dir: str | os.PathLike[str]) -> list[Run]:
             if rows:
                 runs.append(Run(compare_dir, "compare", "", str(method), seed, None, rows))
     if not runs:
-        raise ValueError(f"{compare_dir} has no trial with a row in {COMPARE_TRIALS}/ yet")
+        raise ValueError(f"{compare_dir} has no trial with a row in {TRIALS_DIR}/ yet")
     return runs
 
 
