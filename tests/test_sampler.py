@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import mmap
+
 import pytest
 import torch
 
 from conftest import F64, random_transitions, to_sparse
 from sobirl.envs import sample_actions, sample_trajectories
-from sobirl.envs.sampler import _alias_csr, _alias_rows, _Successors
+from sobirl.envs.sampler import _HUGE_PAGE, _alias_csr, _alias_rows, _alias_words, _empty_table, _Successors
 from sobirl.problems.gridworld import gridworld_mdp
 from sobirl.tabular import TabularMDP
 
@@ -85,6 +87,39 @@ def test_alias_tables_of_csr_rows():
     for r, p in enumerate(rows):
         lo, hi = int(crow[r]), int(crow[r + 1])
         torch.testing.assert_close(_implied(threshold[lo:hi], alias[lo:hi]), p / p.sum(), rtol=0, atol=1e-15)
+
+
+def test_alias_words_hold_the_exact_tables():
+    """One word per bucket, alias above q in fixed point: decoded, each row draws its distribution to 2^-F, with
+    q = 1 (the extra bit) and q = 0 kept apart; with ``states``, the aliases are the states of the positions."""
+    rows = [p for p in _rows(2) if p.numel() == 7]
+    p = torch.stack(rows)
+    shift = 62 - 3
+    words = _alias_words(p, shift).view(p.shape)
+    q = (words & ((2 << shift) - 1)).to(F64) / 2.0**shift
+    alias = words >> (shift + 1)
+    position = torch.arange(7, dtype=F64)
+    assert (q == 1).any() and (q == 0).any()
+    for r, row in enumerate(rows):
+        torch.testing.assert_close(
+            _implied(position + q[r], alias[r]), row / row.sum(), rtol=0, atol=1e-15 + 2.0**-shift
+        )
+    states = torch.randperm(7, generator=torch.Generator().manual_seed(0)).int().expand(p.shape).contiguous()
+    mapped = _alias_words(p, shift, states=states).view(p.shape)
+    assert torch.equal(mapped >> (shift + 1), states.gather(1, alias).long())
+    assert torch.equal(mapped & ((2 << shift) - 1), words & ((2 << shift) - 1))
+
+
+def test_empty_table_is_a_huge_page_aligned_tensor():
+    """A large CPU table starts on a huge-page boundary (where the platform offers them) and is ordinary memory."""
+    table = _empty_table(3 * _HUGE_PAGE // 8 + 5, torch.int64, torch.device("cpu"))
+    assert table.shape == (3 * _HUGE_PAGE // 8 + 5,) and table.dtype == torch.int64
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        assert table.data_ptr() % _HUGE_PAGE == 0
+    table.copy_(torch.arange(table.numel()))
+    assert int(table[-1]) == table.numel() - 1 and int(table.sum()) == table.numel() * (table.numel() - 1) // 2
+    small = _empty_table(10, torch.int64, torch.device("cpu"))
+    assert small.shape == (10,)
 
 
 def test_successor_tables_layouts():

@@ -18,14 +18,18 @@ from it: with ``z = u m``, the bucket ``j = floor(z)`` is uniform and the fracti
   one bucket per stored entry, the rows padded to the longest where they are about equally long
   (:class:`_Successors`). A terminal state's row, empty in ``P``, gets a self-loop here, so a trajectory that
   has ended stays where it ended and ``alive`` follows from the states alone:
-  ``alive[:, t] = not terminal[s_{t-1}]``.
+  ``alive[:, t] = not terminal[s_{t-1}]``. Where rows have a fixed width, a bucket is one 64-bit word, the alias
+  in its high bits and ``q_j`` in fixed point with ``F = 62 - bits(S - 1)`` fraction bits below it (``q_j = 1``
+  takes the extra bit), compared with the fraction ``z - j`` in the same fixed point: a draw reads one random word
+  of a table that can take gigabytes, not two (:func:`_empty_table` also backs such tables with huge pages). The
+  drawn probabilities are exact to ``2^-F`` per bucket (``F = 48`` for ``S = 10^4``).
 - actions: tables of the rows ``pi(.|s)``, ``A`` buckets each, built on every call (``O(S A)``).
 - start states: inverse CDF of ``rho`` (``torch.searchsorted``, once per call).
 
 The steps run in chunks of :data:`_CHUNK_STEPS`: the chunk's uniforms are drawn at once, two per trajectory and
 step, one for the state and one for the action (:class:`_Uniforms`); ``z`` and the buckets are computed for the
-whole chunk where the row width is fixed; each step writes one row of small time-major buffers (the states as
-int32); and each chunk is copied into the ``(n, horizon)`` outputs.
+whole chunk where the row width is fixed; each step writes one row of small time-major buffers (int64, as the
+outputs: no conversion per step); and each chunk is copied into the ``(n, horizon)`` outputs.
 
 The tables are built without a loop over entries, with the sweep construction of Hübschle-Schneider and Sanders
 ("Parallel weighted random sampling", ESA 2019) written with prefix sums (:func:`_alias_rows`): with weights
@@ -41,8 +45,11 @@ keeps ``q = 1``). The sums run within a row, so each ``q`` carries a rounding er
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import mmap
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +64,9 @@ once."""
 
 _BUILD_CHUNK = 1 << 20
 """Entries per pass of the alias-table build (whole rows; a longer row is one pass on its own)."""
+
+_HUGE_PAGE = 1 << 21
+"""Bytes of a transparent huge page on x86-64 and most arm64 kernels."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,7 @@ def sample_trajectories(
     # Time-major scratch for one chunk of steps, written row by row: s[i] = s_t and flat[i] = s_t * A + a_t (the
     # row of P to follow); each chunk is then copied into the (n, horizon) outputs.
     chunk = min(horizon, _CHUNK_STEPS)
-    s = torch.empty(chunk, n, dtype=torch.int32, device=device)
+    s = torch.empty(chunk, n, dtype=torch.long, device=device)
     flat = torch.empty(chunk, n, dtype=torch.long, device=device)
     s_rows, flat_rows = s.unbind(0), flat.unbind(0)
     uniforms = _Uniforms(generator, chunk, n // coupled_blocks)
@@ -201,8 +211,8 @@ def sample_trajectories(
             u_state, u_action = u_state.repeat(1, coupled_blocks), u_action.repeat(1, coupled_blocks)
         action_z = u_action.mul_(A)
         action_z_rows, action_bucket_rows = action_z.unbind(0), action_z.long().unbind(0)
-        state_z, state_bucket = successors.prepare(u_state)
-        state_z_rows = state_z.unbind(0)
+        state_key, state_bucket = successors.prepare(u_state)
+        state_key_rows = state_key.unbind(0)
         state_bucket_rows = [None] * k if state_bucket is None else state_bucket.unbind(0)
         done = k
         for i in range(k):
@@ -210,7 +220,7 @@ def sample_trajectories(
                 if start_states is None:
                     rho_cdf = mdp.rho.cumsum(dim=0)
                     # u * total < total for every u <= 1 - 2^-53: the draw never runs past the last state
-                    torch.searchsorted(rho_cdf, u_state[0] * rho_cdf[-1], right=True, out_int32=True, out=s_rows[0])
+                    torch.searchsorted(rho_cdf, u_state[0] * rho_cdf[-1], right=True, out=s_rows[0])
                 else:
                     s_rows[0].copy_(start_states)
                 if start_actions is not None:
@@ -220,7 +230,7 @@ def sample_trajectories(
                 done = i
                 break
             else:
-                successors.draw(flat_rows[i - 1], state_bucket_rows[i], state_z_rows[i], out=s_rows[i])
+                successors.draw(flat_rows[i - 1], state_bucket_rows[i], state_key_rows[i], out=s_rows[i])
             actions.draw(s_rows[i], action_bucket_rows[i], action_z_rows[i], out=flat_rows[i])
         end = t0 + done
         out_states[:, t0:end].copy_(s[:done].T)
@@ -286,8 +296,9 @@ class _Successors:
       ``crow[r] + floor(u * nnz_r)``, so each draw also reads the row's offset and length. Memory stays
       ``O(nnz)`` whatever the row lengths.
 
-    States (the aliases, and the kept entries of a sparse ``P``) are stored as int32: half the memory of int64,
-    and a dense MDP with ``S = 10^4`` has ``4e8`` buckets.
+    In the two fixed-width layouts a bucket is one int64 word, ``alias << (F + 1) | round(q * 2^F)``
+    (:func:`_alias_words`; a dense MDP with ``S = 10^4`` has ``4e8`` buckets, 3.2 GB); the CSR layout keeps the
+    thresholds (float64) and the aliases (int64) apart. The kept states of a padded sparse ``P`` are int32.
     """
 
     def __init__(self, mdp: TabularMDP) -> None:
@@ -296,13 +307,14 @@ class _Successors:
         state_of_row = torch.arange(S, device=device).repeat_interleave(A)
         ended = mdp.terminal.repeat_interleave(A)  # rows of terminal states: empty, given a self-loop here
         self.col: torch.Tensor | None = None
+        self.shift = 62 - max(1, (S - 1).bit_length())  # F: q in [0, 1] takes F + 1 bits below the alias
         if not mdp.is_sparse:
             weights = mdp.P.reshape(S * A, S)
             if ended.any():
                 weights = weights.clone()
                 weights[ended, state_of_row[ended]] = 1.0
             self.width: int | None = S
-            self.threshold, self.alias = _alias_fixed(weights)
+            self.words = _alias_words(weights, self.shift)
             return
         crow, col, values = mdp.P.crow_indices(), mdp.P.col_indices(), mdp.P.values()
         if ended.any():
@@ -320,14 +332,13 @@ class _Successors:
             padded = torch.zeros(used.shape, dtype=DTYPE, device=device).masked_scatter_(used, values)
             col = torch.zeros(used.shape, dtype=torch.int32, device=device).masked_scatter_(used, col.int())
             self.width = width
-            self.threshold, alias = _alias_fixed(padded)
+            self.words = _alias_words(padded, self.shift, states=col)
             self.col = col.reshape(-1)
-            self.alias = col.gather(1, alias.view(used.shape).long()).reshape(-1)
             return
         self.width = None
         self.threshold, alias = _alias_csr(values, crow)
-        self.alias = col[alias.long() + torch.repeat_interleave(crow[:-1], lengths)].int()
-        self.col = col.int()
+        self.alias = col[alias.long() + torch.repeat_interleave(crow[:-1], lengths)]
+        self.col = col
         self.offset, self.length = crow[:-1], lengths.to(DTYPE)
 
     @classmethod
@@ -339,23 +350,28 @@ class _Successors:
         return table
 
     def prepare(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The inputs of :meth:`draw` for uniforms ``u``: where the row width ``W`` is fixed, ``z = u * W`` and
-        the buckets ``floor(z)``; for CSR rows (their width varies), ``u`` itself and None."""
+        """The inputs of :meth:`draw` for uniforms ``u``. Where the row width ``W`` is fixed: with ``z = u * W``, the
+        fraction ``z - floor(z)`` in the words' fixed point (int64, ``F`` bits) and the buckets ``floor(z)`` (int64);
+        for CSR rows (their width varies), ``u`` itself and None."""
         if self.width is None:
             return u, None
         z = u * self.width
-        return z, z.int()
+        bucket = z.long()
+        return z.sub_(bucket).mul_(2.0**self.shift).long(), bucket
 
     def draw(
-        self, rows: torch.Tensor, bucket: torch.Tensor | None, z: torch.Tensor, *, out: torch.Tensor
+        self, rows: torch.Tensor, bucket: torch.Tensor | None, key: torch.Tensor, *, out: torch.Tensor
     ) -> torch.Tensor:
-        """Successors ``s'_i ~ P(.|rows_i)`` of flat rows ``rows_i = s_i*A + a_i``, written to ``out``; ``z`` and
+        """Successors ``s'_i ~ P(.|rows_i)`` of flat rows ``rows_i = s_i*A + a_i``, written to ``out``; ``key`` and
         ``bucket`` come from :meth:`prepare`."""
         if bucket is not None:
             b = torch.add(bucket, rows, alpha=self.width)
+            word = self.words.index_select(0, b)
             own = bucket if self.col is None else self.col.index_select(0, b)
-            return torch.where(z < self.threshold.index_select(0, b), own, self.alias.index_select(0, b), out=out)
-        z = z * self.length.index_select(0, rows)
+            alias = torch.bitwise_right_shift(word, self.shift + 1)
+            keep = key < word.bitwise_and_((2 << self.shift) - 1)
+            return torch.where(keep, own, alias, out=out)
+        z = key * self.length.index_select(0, rows)
         b = self.offset.index_select(0, rows) + z.long()
         keep = z < self.threshold.index_select(0, b)
         return torch.where(keep, self.col.index_select(0, b), self.alias.index_select(0, b), out=out)
@@ -364,19 +380,67 @@ class _Successors:
 _TABLES: weakref.WeakKeyDictionary[TabularMDP, _Successors] = weakref.WeakKeyDictionary()
 
 
+def _alias_chunks(p: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """:func:`_alias_rows` of ``(rows, width)`` weights, about :data:`_BUILD_CHUNK` entries at a time: yields the
+    rows' slice and their tables."""
+    rows, width = p.shape
+    step = max(1, _BUILD_CHUNK // width)
+    for start in range(0, rows, step):
+        part = slice(start, start + step)
+        yield (part, *_alias_rows(p[part]))
+
+
 def _alias_fixed(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_alias_rows` of ``(rows, width)`` weights, about :data:`_BUILD_CHUNK` entries at a time.
+    """The alias tables of the rows of ``(rows, width)`` weights.
 
     Returns:
         the thresholds (float64) and aliases (int32, positions in the row), both flat ``(rows * width,)``.
     """
-    rows, width = p.shape
-    threshold = torch.empty(rows, width, dtype=DTYPE, device=p.device)
-    alias = torch.empty(rows, width, dtype=torch.int32, device=p.device)
-    step = max(1, _BUILD_CHUNK // width)
-    for start in range(0, rows, step):
-        threshold[start : start + step], alias[start : start + step] = _alias_rows(p[start : start + step])
+    threshold = torch.empty(p.shape, dtype=DTYPE, device=p.device)
+    alias = torch.empty(p.shape, dtype=torch.int32, device=p.device)
+    for part, t, a in _alias_chunks(p):
+        threshold[part], alias[part] = t, a
     return threshold.view(-1), alias.view(-1)
+
+
+def _alias_words(p: torch.Tensor, shift: int, states: torch.Tensor | None = None) -> torch.Tensor:
+    """The alias tables of the rows of ``(rows, width)`` weights as one int64 word per bucket:
+    ``alias << (shift + 1) | round(q * 2^shift)``, ``q = threshold - position`` in ``[0, 1]``.
+
+    Args:
+        p: the weights.
+        shift: ``F``, the fraction bits of ``q``; every alias must be below ``2^(62 - F)``.
+        states: ``(rows, width)`` int32, the state each position of a row stands for (the aliases are then states);
+            positions themselves when None.
+
+    Returns:
+        flat ``(rows * width,)`` int64, in a table from :func:`_empty_table`.
+    """
+    words = _empty_table(p.numel(), torch.int64, p.device).view(p.shape)
+    position = torch.arange(p.shape[1], dtype=DTYPE, device=p.device)
+    for part, threshold, alias in _alias_chunks(p):
+        alias = alias.long() if states is None else states[part].gather(1, alias.long()).long()
+        fraction = threshold.sub_(position).mul_(2.0**shift).round_().long()
+        words[part] = alias.bitwise_left_shift_(shift + 1).bitwise_or_(fraction)
+    return words.view(-1)
+
+
+def _empty_table(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised 1-D tensor for a large lookup table, in transparent huge pages where the platform offers
+    them (a CPU tensor on Linux, the kernel's THP setting ``always`` or ``madvise``); else :func:`torch.empty`.
+
+    Why: a random read of a table of gigabytes in 4 kB pages also misses the TLB, and the page walk misses the
+    cache too; with 2 MB pages the walk stays in cache. A sampler call on the dense ``S = 10^4`` MDP took 0.078 s
+    instead of 0.133 s (``benchmarks/sampler.py``).
+    """
+    nbytes = numel * dtype.itemsize
+    if device.type != "cpu" or nbytes < _HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(numel, dtype=dtype, device=device)
+    region = mmap.mmap(-1, nbytes + _HUGE_PAGE)  # anonymous, zero pages until first written
+    with contextlib.suppress(OSError):  # a kernel without transparent huge pages: ordinary pages
+        region.madvise(mmap.MADV_HUGEPAGE)
+    offset = -torch.frombuffer(region, dtype=torch.uint8, count=1).data_ptr() % _HUGE_PAGE
+    return torch.frombuffer(region, dtype=dtype, count=numel, offset=offset)  # keeps the region alive
 
 
 def _alias_csr(weights: torch.Tensor, crow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
