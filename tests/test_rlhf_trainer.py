@@ -188,6 +188,22 @@ def test_target_entropy_scale_reaches_discrete_sac_and_only_discrete_actions(tmp
         RLHFConfig(sac_target_entropy_scale=1.5)
 
 
+def test_stochastic_evaluation_is_seeded_and_leaves_training_randomness_alone(tmp_path):
+    """eval_deterministic false: actions sampled under a forked generator seeded by the evaluation, so the same
+    evaluation gives the same return and torch's global stream is where it was."""
+    changes = {"env": "CartPole-v1", "fragment_length": 8, "eval_episodes": 4}
+    stochastic = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes, "eval_deterministic": False}), tmp_path / "s")
+    deterministic = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), tmp_path / "d")
+    state = torch.get_rng_state()
+    returns = [stochastic._eval_return(np.random.SeedSequence([0, 1])) for _ in range(2)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert returns[0] == returns[1] != stochastic._eval_return(np.random.SeedSequence([0, 2]))
+    argmax = deterministic._eval_return(np.random.SeedSequence([0, 1]))  # an untrained argmax pushes one way
+    assert argmax <= 12 < returns[0]
+    with pytest.raises(TypeError, match="eval_deterministic must be true or false, got 'no'"):
+        RLHFConfig(eval_deterministic="no")
+
+
 def test_shared_features_extractor_on_atari_frames(tmp_path):
     config = RLHFConfig(**{**ATARI_SMOKE, "algo": "sobirl", "total_steps": 120, "sac_share_features_extractor": True})
     write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})

@@ -14,9 +14,9 @@ mini-batch at a time. The loop
   :class:`QuerySchedule`'s new pairs from the recorded episodes, label them with the :class:`SyntheticLabeller`,
   push them to the :class:`PreferenceDataset`, then train the :class:`RewardNet` with the algorithm's rule for
   ``reward_epochs`` passes over the dataset (``initial_reward_epochs`` at the first update);
-- an evaluation every ``eval_interval`` steps and at the end: the deterministic policy's true return on a separate
-  environment, the preference accuracy of the reward net on fresh held-out pairs from the latest training
-  episodes, and one metrics row (:data:`METRIC_COLUMNS`);
+- an evaluation every ``eval_interval`` steps and at the end: the policy's true return on a separate environment
+  (the deterministic policy's unless ``eval_deterministic`` is false), the preference accuracy of the reward net on
+  fresh held-out pairs from the latest training episodes, and one metrics row (:data:`METRIC_COLUMNS`);
 - a checkpoint every ``checkpoint_interval`` steps and at the end.
 
 Randomness: SAC seeds Python's, numpy's and torch's global generators with ``seed``; the fragment sampler, the
@@ -198,7 +198,11 @@ class RLHFConfig:
         sac_target_entropy_scale: DiscreteSAC's entropy target as a fraction of ``log|A|``, in (0, 1]; None: its
             default 0.89. Discrete actions only.
         eval_interval: agent steps between evaluations (one metrics row each).
-        eval_episodes: episodes of the deterministic policy per evaluation.
+        eval_episodes: episodes of the policy per evaluation.
+        eval_deterministic: evaluate the deterministic policy (argmax or mean action); false: actions sampled from
+            the policy, with a generator seeded per evaluation (training's random stream untouched). Atari configs
+            set false: a deterministic policy that never presses FIRE after a lost life stalls the game until the
+            emulator's cap of 108,000 frames (27,000 agent steps), as SB3's RL Zoo also evaluates Atari stochastically.
         held_out_pairs: fresh pairs per evaluation of the preference accuracy.
         held_out_episodes: latest training episodes the held-out pairs are cut from.
         return_window: latest training episodes averaged into train_return.
@@ -258,6 +262,7 @@ class RLHFConfig:
     sac_target_entropy_scale: float | None = None
     eval_interval: int = 1000
     eval_episodes: int = 3
+    eval_deterministic: bool = True
     held_out_pairs: int = 200
     held_out_episodes: int = 5
     return_window: int = 10
@@ -323,6 +328,7 @@ class RLHFConfig:
             "absorbing_termination",
             "terminal_on_life_loss",
             "sac_share_features_extractor",
+            "eval_deterministic",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -746,17 +752,24 @@ class RLHFTrainer:
         }
 
     def _eval_return(self, seeds: np.random.SeedSequence) -> float:
-        """The deterministic policy's mean true return over ``eval_episodes`` episodes of the evaluation env."""
+        """The policy's mean true return over ``eval_episodes`` episodes of the evaluation env (deterministic, or
+        sampled under torch's generators forked and seeded from ``seeds``)."""
+        c = self.config
         returns = []
-        for child in seeds.spawn(self.config.eval_episodes):
-            obs, _ = self.eval_env.reset(seed=int(child.generate_state(1)[0]))
-            total, done = 0.0, False
-            while not done:
-                action, _ = self.model.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = self.eval_env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        children = seeds.spawn(c.eval_episodes)
+        cuda = [torch.cuda.current_device()] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, enabled=not c.eval_deterministic):
+            if not c.eval_deterministic:
+                torch.manual_seed(int(seeds.generate_state(1)[0]))
+            for child in children:
+                obs, _ = self.eval_env.reset(seed=int(child.generate_state(1)[0]))
+                total, done = 0.0, False
+                while not done:
+                    action, _ = self.model.predict(obs, deterministic=c.eval_deterministic)
+                    obs, reward, terminated, truncated, _ = self.eval_env.step(action)
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
         return float(np.mean(returns))
 
     def _held_out_accuracy(self, rng: np.random.Generator) -> float:
