@@ -34,7 +34,7 @@ preparation and copies of each chunk of steps, the table builds, every step at n
 whose other core is busy it makes each of them wait for that core.
 
 Problems: dense ``P(.|s, a)`` = normalised uniforms over all ``S`` states (seeded; at S = 10,000 this is
-``S * A * S`` = 4e8 float64, 3.2 GB, and the sampler's cached alias tables of it take 4.8 GB more);
+``S * A * S`` = 4e8 float64, 3.2 GB, and the sampler's cached alias tables of it take 3.2 GB more);
 sparse ``P``: :func:`sobirl.problems.gridworld.gridworld_mdp` (side 10 and 100, slip 0.1, at most 4 successors).
 
 As a check that both sample the same process, the mean reward per transition of each is printed to stderr with its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,6 +111,25 @@ def test_alias_words_hold_the_exact_tables():
     assert torch.equal(mapped & ((2 << shift) - 1), words & ((2 << shift) - 1))
 
 
+def _kernel_grants_huge_pages() -> bool:
+    """Whether Linux gives transparent huge pages to a region that asks for them (``madvise``)."""
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return setting.exists() and ("[always]" in setting.read_text() or "[madvise]" in setting.read_text())
+
+
+def _huge_kb_at(address: int) -> int:
+    """``AnonHugePages`` (kB) of this process's mapping that holds ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == "AnonHugePages:":
+            return int(line.split()[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
 def test_empty_table_is_a_huge_page_aligned_tensor():
     """A large CPU table starts on a huge-page boundary (where the platform offers them) and is ordinary memory."""
     table = _empty_table(3 * _HUGE_PAGE // 8 + 5, torch.int64, torch.device("cpu"))
@@ -118,6 +138,8 @@ def test_empty_table_is_a_huge_page_aligned_tensor():
         assert table.data_ptr() % _HUGE_PAGE == 0
     table.copy_(torch.arange(table.numel()))
     assert int(table[-1]) == table.numel() - 1 and int(table.sum()) == table.numel() * (table.numel() - 1) // 2
+    if _kernel_grants_huge_pages():
+        assert _huge_kb_at(table.data_ptr()) > 0
     small = _empty_table(10, torch.int64, torch.device("cpu"))
     assert small.shape == (10,)
 
