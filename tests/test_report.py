@@ -117,7 +117,8 @@ def test_report_elsewhere_links_relative_to_it(tmp_path):
     text = path.read_text()
     assert (tmp_path / "docs" / "results" / "figures" / "rlhf-return.png").is_file()
     assert "![rlhf-return](figures/rlhf-return.png)" in text
-    assert "[sweep.yaml](../../runs/sweep-pendulum/sweep.yaml)" in text
+    assert "[sweep.yaml](sweep.yaml)" in text  # a copy beside the report: docs/results/ stands alone
+    assert (tmp_path / "docs" / "results" / "sweep.yaml").read_text() == (sweep / "sweep.yaml").read_text()
     assert not (sweep / "report.md").exists() and not (sweep / "figures").exists()
 
 

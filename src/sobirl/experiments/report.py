@@ -8,15 +8,17 @@ The report (default ``SWEEP_DIR/report.md``) holds: the grid of ``sweep.yaml`` (
 agent steps per trial); the results table of the trials that have metrics (:func:`~sobirl.experiments.rlhf_summary.
 summary_table`: final evaluation return and the mean of the last ``N`` evaluations as mean +/- s.e. over seeds,
 ``s.e. = std_{n-1} / sqrt(n)``, per-seed returns, accuracy, wall time, steps/s); the figures of
-:mod:`sobirl.experiments.figures`, written to ``figures/`` next to the report and linked relatively; the trials that
-are failed (``failures.yaml``), unfinished or not started; and how it was produced: each distinct command line and
-the software versions recorded in the trials' ``config.yaml``. Trials that are still running are reported with the
-steps they have; run the command again for an up-to-date report.
+:mod:`sobirl.experiments.figures`, written to ``figures/`` next to the report and linked relatively (a report
+written outside the sweep directory also gets a copy of ``sweep.yaml`` beside it, so that it stands alone); the
+trials that are failed (``failures.yaml``), unfinished or not started; and how it was produced: each distinct
+command line and the software versions recorded in the trials' ``config.yaml``. Trials that are still running are
+reported with the steps they have; run the command again for an up-to-date report.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,7 +44,8 @@ def write_report(
 
     Args:
         sweep_dir: a ``sobirl sweep`` directory.
-        output: the report's path; None: ``sweep_dir/report.md``. The figures go to ``figures/`` beside it.
+        output: the report's path; None: ``sweep_dir/report.md``. The figures go to ``figures/`` beside it, and
+            a copy of ``sweep.yaml`` where that is not the sweep directory.
         window: evaluations averaged per run for the table's windowed column (``>= 1``).
 
     Returns:
@@ -63,9 +66,12 @@ def write_report(
     path = sweep_dir / REPORT_FILE if output is None else Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     figures = write_figures(with_metrics, path.parent / FIGURES_DIR)
+    base_config = path.parent / SWEEP_FILE
+    if not base_config.exists() or not base_config.samefile(sweep_dir / SWEEP_FILE):
+        shutil.copyfile(sweep_dir / SWEEP_FILE, base_config)
     sections = [
         f"# Sweep {sweep_dir.name}",
-        _grid_section(spec, sweep_dir, path.parent),
+        _grid_section(spec),
         f"## Results\n\n{table}",
         _figures_section(figures, path.parent),
         _missing_section(sweep_dir, trials, steps),
@@ -80,8 +86,8 @@ def _link(target: Path, start: Path) -> str:
     return Path(os.path.relpath(target, start)).as_posix()
 
 
-def _grid_section(spec: SweepSpec, sweep_dir: Path, report_dir: Path) -> str:
-    """The grid of the sweep and where its base config is."""
+def _grid_section(spec: SweepSpec) -> str:
+    """The grid of the sweep and its base config (``sweep.yaml`` beside the report)."""
     lines = [
         "## Grid",
         "",
@@ -89,7 +95,7 @@ def _grid_section(spec: SweepSpec, sweep_dir: Path, report_dir: Path) -> str:
         f"- algorithms: {', '.join(spec.algos)}",
         f"- seeds: {', '.join(map(str, spec.seeds))}",
         f"- agent steps per trial: {spec.base.total_steps}",
-        f"- trials: {len(spec.trials())}; base config in [{SWEEP_FILE}]({_link(sweep_dir / SWEEP_FILE, report_dir)})",
+        f"- trials: {len(spec.trials())}; base config in [{SWEEP_FILE}]({SWEEP_FILE})",
     ]
     return "\n".join(lines)
 
