@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Regenerates the deep-RLHF results of docs/results/ (see docs/results/README.md) with sobirl's own CLI.
+#
+#   bash docs/results/make_rlhf.sh                      # every section
+#   bash docs/results/make_rlhf.sh cartpole halfcheetah # one or more sections: pendulum cartpole halfcheetah
+#
+# Each section is one `sobirl sweep` (WORKERS trials side by side, one torch thread each) into $RUNS/<section>,
+# then `sobirl report` into docs/results/<section>/ (report.md, figures/, a copy of sweep.yaml) and the section's
+# wall and CPU times into docs/results/<section>/timings.md. RUNS (default runs/results-rlhf, ignored by git) is
+# fixed, not timestamped: run the same command again after an interruption and each sweep skips its complete
+# trials and resumes the others from their checkpoints.
+#
+# OUT, RUNS, SEEDS (default 5), HALFCHEETAH_SEEDS (default 3), WORKERS (default 2) and SET (KEY=VALUE overrides for
+# every trial, after the section's own, e.g. a quick check of the script: OUT=/tmp/check RUNS=/tmp/check-runs
+# SEEDS=1 SET="total_steps=2000 eval_interval=1000 checkpoint_interval=1000") may be set in the environment.
+# Sizes on a 2-core machine, one trial per core: pendulum 6 algorithms x 5 seeds of 30k agent steps; cartpole 6 x 5
+# of 50k steps (about 7 min per trial alone, so about 2 h); halfcheetah sobirl and drlhf x 3 seeds
+# (HALFCHEETAH_SEEDS) of 50k steps, half the config's 100k (about 11 min per trial alone, so about 35 min; needs
+# `pip install -e ".[mujoco]"`).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-docs/results}
+RUNS=${RUNS:-runs/results-rlhf}
+SEEDS=${SEEDS:-5}
+HALFCHEETAH_SEEDS=${HALFCHEETAH_SEEDS:-3}
+WORKERS=${WORKERS:-2}
+export OMP_NUM_THREADS=1
+ALL_ALGOS=sobirl,drlhf,stoc-sobirl,hpgd,pbrl,sac-true-reward
+OVERRIDES=()
+for pair in ${SET:-}; do OVERRIDES+=(--set "$pair"); done
+
+if [ $# -eq 0 ]; then set -- pendulum cartpole halfcheetah; fi
+for section in "$@"; do
+    case $section in
+        pendulum | cartpole | halfcheetah) ;;
+        *) echo "unknown section '$section'; valid: pendulum cartpole halfcheetah" >&2; exit 2 ;;
+    esac
+done
+command -v sobirl >/dev/null || { echo "sobirl is not on PATH (source .venv/bin/activate)" >&2; exit 2; }
+echo "raw run directories: $RUNS"
+
+# sweep SECTION CONFIG ALGOS SEEDS [--set KEY=VALUE ...]: the section's sweep and report, each timed into its timings.md
+# (CPU: user + system time of the command and its worker processes).
+sweep() {
+    local section=$1 config=$2 algos=$3 seeds=$4
+    shift 4
+    mkdir -p "$OUT/$section"
+    printf '| step | wall (s) | CPU: user + system (s) |\n|---|---:|---:|\n' >"$OUT/$section/timings.md"
+    local TIMEFORMAT="| sobirl sweep $config | %0R | %0U + %0S |"
+    { time sobirl sweep "$config" --algos "$algos" --seeds "$seeds" --workers "$WORKERS" --set threads=1 "$@" \
+        "${OVERRIDES[@]}" --output-dir "$RUNS" --name "$section" --no-progress 2>&3; } \
+        3>&2 2>>"$OUT/$section/timings.md"
+    TIMEFORMAT="| sobirl report | %0R | %0U + %0S |"
+    { time sobirl report "$RUNS/$section" --output "$OUT/$section/report.md" 2>&3; } 3>&2 2>>"$OUT/$section/timings.md"
+    cat "$OUT/$section/timings.md"
+}
+
+for section in "$@"; do
+    case $section in
+        pendulum) sweep pendulum configs/pendulum-cpu.yaml "$ALL_ALGOS" "$SEEDS" ;;
+        cartpole) sweep cartpole configs/cartpole-cpu.yaml "$ALL_ALGOS" "$SEEDS" ;;
+        halfcheetah)
+            sweep halfcheetah configs/halfcheetah-cpu.yaml sobirl,drlhf "$HALFCHEETAH_SEEDS" --set total_steps=50000
+            ;;
+    esac
+done
