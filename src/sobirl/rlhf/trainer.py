@@ -104,10 +104,11 @@ METRIC_COLUMNS = (
     "wall_time",
 )
 """Columns of ``metrics.csv``: the evaluation number, agent steps, the mean true return of the last
-``return_window`` training episodes, the deterministic policy's mean true return on the evaluation environment, the
-reward net's accuracy on held-out pairs, the mean preference cross-entropy and ``|exploration term|`` over the last
-reward update's batches, SAC's temperature, the pairs queried so far, agent steps per second since the previous row,
-and seconds since the run started (over resumes). Undefined values (no episode yet, ``sac-true-reward``) are NaN."""
+``return_window`` training episodes, the policy's mean true return on the evaluation environment (argmax or sampled
+actions: ``eval_deterministic``), the reward net's accuracy on held-out pairs, the mean preference cross-entropy and
+``|exploration term|`` over the last reward update's batches, SAC's temperature, the pairs queried so far, agent
+steps per second since the previous row, and seconds since the run started (over resumes). Undefined values (no
+episode yet, ``sac-true-reward``) are NaN."""
 
 CHECKPOINT_DIR = "checkpoints"
 RETURN_PLOT = "return.png"
