@@ -15,8 +15,8 @@
 # SEEDS=1 SET="total_steps=2000 eval_interval=1000 checkpoint_interval=1000") may be set in the environment.
 # Sizes on a 2-core machine, one trial per core: pendulum 6 algorithms x 5 seeds of 30k agent steps; cartpole 6 x 5
 # of 50k steps (about 7 min per trial alone, so about 2 h); halfcheetah sobirl and drlhf x 3 seeds
-# (HALFCHEETAH_SEEDS) of 50k steps, half the config's 100k (about 11 min per trial alone, so about 35 min; needs
-# `pip install -e ".[mujoco]"`).
+# (HALFCHEETAH_SEEDS) of 50k steps, half the config's 100k (about 14 min per trial; with WORKERS=1, beside one
+# other run, the section took 87 min; needs `pip install -e ".[mujoco]"`).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
