@@ -155,3 +155,25 @@ def test_taken_and_all_rewards_from_one_pass():
     assert net.reward_count.item() == 7  # the taken actions' statistics, merged once
     torch.testing.assert_close(every, net.action_rewards(obs))
     torch.testing.assert_close(taken, every.gather(-1, actions).squeeze(-1))
+
+
+def test_state_only_nets_give_every_action_one_reward():
+    net = mlp(state_only=True, normalize_output=True, seed=6)
+    assert net.body[-1].out_features == 1
+    obs = torch.randn(4, 6, OBS, dtype=torch.float64)
+    actions = torch.randint(0, A, (4, 6))
+    taken, every = net.taken_and_all(obs, actions)
+    assert every.shape == (4, 6, A)
+    torch.testing.assert_close(every, every[..., :1].expand(-1, -1, A), rtol=0, atol=0)
+    torch.testing.assert_close(taken, every[..., 0], rtol=0, atol=0)
+    raw = net.body(obs.reshape(-1, OBS)).detach().reshape(4, 6)
+    torch.testing.assert_close(net.reward_mean, raw.mean())  # the statistics of one reward per visited state
+    # the exploration baseline E_pi r(s, .) is that reward whatever the policy
+    probs = torch.softmax(torch.randn(4, 6, A, dtype=torch.float64), dim=-1)
+    torch.testing.assert_close((probs * every).sum(-1), every[..., 0])
+    cnn = CnnActionRewardNet((4, 84, 84), 9, state_only=True, seed=0)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert cnn.body[-1].out_features == 1
+    assert torch.equal(cnn.action_rewards(frames), cnn.action_rewards(frames)[:, :1].expand(2, 9))
+    with pytest.raises(TypeError, match="state_only must be true or false, got 'yes'"):
+        mlp(state_only="yes")

@@ -188,6 +188,18 @@ def test_target_entropy_scale_reaches_discrete_sac_and_only_discrete_actions(tmp
         RLHFConfig(sac_target_entropy_scale=1.5)
 
 
+def test_state_only_reward_reaches_the_per_action_net_and_only_discrete_actions(tmp_path):
+    changes = {"env": "CartPole-v1", "total_steps": 100, "fragment_length": 8, "reward_state_only": True}
+    trainer = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), tmp_path)
+    assert trainer.reward_net.state_only and trainer.reward_net.body[-1].out_features == 1
+    with pytest.raises(
+        ValueError, match=r"reward_state_only is for the per-action reward net \(Discrete actions\), and "
+    ):
+        trainer_module.make_env(RLHFConfig(**{**SMOKE, "reward_state_only": True}))
+    with pytest.raises(TypeError, match="reward_state_only must be true or false, got 1"):
+        RLHFConfig(reward_state_only=1)
+
+
 def test_stochastic_evaluation_is_seeded_and_leaves_training_randomness_alone(tmp_path):
     """eval_deterministic false: actions sampled under a forked generator seeded by the evaluation, so the same
     evaluation gives the same return and torch's global stream is where it was."""

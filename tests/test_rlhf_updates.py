@@ -515,6 +515,22 @@ def test_discrete_gradients_equal_the_formulas_with_the_exact_baseline(rule, est
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
 
+def test_state_only_reward_has_no_one_step_exploration_term():
+    """With r_x(s, a) = r_x(s) every ``J(s, a) - sum_a pi(a|s) J(s, a)`` is zero: sobirl's one-step gradient is
+    drlhf's, while the monte-carlo estimator's (discounted sums along the fragment) is not."""
+    _, observations, actions, labels, probs = discrete_batch()
+    net = MlpActionRewardNet(OBS, N_ACTIONS, hidden=(5,), normalize_output=True, state_only=True, seed=3, dtype=F64)
+    kwargs = {"agent_steps": 0, "alpha": ALPHA, "policy_probs": probs}
+    drlhf = surrogate_grad(PreferenceUpdate("drlhf"), net, observations, actions, labels, **kwargs)
+    one_step = surrogate_grad(
+        PreferenceUpdate("sobirl", estimator="one-step"), net, observations, actions, labels, **kwargs
+    )
+    torch.testing.assert_close(one_step, drlhf, rtol=0, atol=1e-12)
+    update = PreferenceUpdate("sobirl", estimator="monte-carlo", gamma=0.9)
+    monte_carlo = surrogate_grad(update, net, observations, actions, labels, **kwargs)
+    assert (monte_carlo - drlhf).abs().max().item() > 1e-6
+
+
 def test_action_probabilities_in_one_call_and_discrete_bad_inputs():
     net, observations, actions, labels, probs = discrete_batch()
     calls = []

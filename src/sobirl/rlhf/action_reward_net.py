@@ -11,6 +11,10 @@ these nets as they use :class:`~sobirl.rlhf.reward_net.RewardNet`.
   a 512-unit layer, ReLU), the network of the seed authors' discrete SAC, on channels-first image observations in
   ``[0, 255]`` (divided by 255 inside, as Stable-Baselines3 preprocesses images).
 
+``state_only=True`` gives either one output, shared by every action: ``r_x(s, a) = r_x(s)``. Preferences then
+cannot charge a reward to an action that merely co-occurs with failure (on CartPole-v1, pushing towards an edge), and
+the one-step exploration term ``J(s, a) - sum_a pi(a|s) J(s, a)`` is zero.
+
 Both are initialised as :class:`~sobirl.rlhf.reward_net.RewardNet` (PyTorch's default rule from a private generator
 seeded with ``seed``) and normalise their outputs the same way; the running statistics are those of the TAKEN actions'
 rewards (``forward`` in training mode), the rewards the follower is relabelled with, and
@@ -37,15 +41,20 @@ NATURE_CNN = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 class ActionRewardNet(OutputNormalization):
     """``r(s, .)``: observations ``(..., *obs_shape)`` to ``(..., n_actions)`` rewards (module docstring).
 
-    Subclasses build ``self.body`` mapping ``(N, *obs_shape)`` to ``(N, n_actions)`` raw outputs.
+    Subclasses build ``self.body`` mapping ``(N, *obs_shape)`` to ``(N, self.outputs)`` raw outputs: ``n_actions``, or
+    1 with ``state_only`` (that one output is every action's).
     """
 
     body: nn.Module
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int, *, normalize_output: bool) -> None:
+    def __init__(self, obs_shape: Sequence[int], n_actions: int, *, normalize_output: bool, state_only: bool) -> None:
         super().__init__()
         self.obs_shape = tuple(check_int(f"obs_shape[{i}]", d, low=1) for i, d in enumerate(obs_shape))
         self.n_actions = check_int("n_actions", n_actions, low=2)
+        if not isinstance(state_only, bool):
+            raise TypeError(f"state_only must be true or false, got {state_only!r}")
+        self.state_only = state_only
+        self.outputs = 1 if state_only else self.n_actions
         self._init_normalization(normalize_output)
 
     def _raw(self, observations: torch.Tensor) -> torch.Tensor:
@@ -56,7 +65,7 @@ class ActionRewardNet(OutputNormalization):
         lead = observations.shape[: observations.dim() - k]
         param = next(self.parameters())
         rows = observations.reshape(-1, *self.obs_shape).to(param.dtype)
-        return self.body(rows).reshape(*lead, self.n_actions)
+        return self.body(rows).expand(-1, self.n_actions).reshape(*lead, self.n_actions)
 
     def action_rewards(self, observations: torch.Tensor) -> torch.Tensor:
         """Every action's reward ``(..., n_actions)``, normalised with the current statistics (never updated)."""
@@ -97,6 +106,7 @@ class MlpActionRewardNet(ActionRewardNet):
         hidden: widths of the hidden layers (each ``>= 1``; empty: linear).
         activation: one of :data:`sobirl.rlhf.reward_net.ACTIVATIONS`, after every hidden layer.
         normalize_output: keep running output statistics and return normalised rewards.
+        state_only: one output shared by every action, ``r(s, a) = r(s)`` (module docstring).
         seed: the seed of the initialisation.
         dtype: parameter dtype (float32 by default).
     """
@@ -109,14 +119,15 @@ class MlpActionRewardNet(ActionRewardNet):
         hidden: Sequence[int] = (256, 256),
         activation: str = "relu",
         normalize_output: bool = False,
+        state_only: bool = False,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__((obs_dim,), n_actions, normalize_output=normalize_output)
+        super().__init__((obs_dim,), n_actions, normalize_output=normalize_output, state_only=state_only)
         hidden = tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden))
         check_choice("activation", activation, ACTIVATIONS)
         gen = torch.Generator().manual_seed(check_int("seed", seed))
-        self.body = seeded_mlp((obs_dim, *hidden, n_actions), activation, gen, dtype)
+        self.body = seeded_mlp((obs_dim, *hidden, self.outputs), activation, gen, dtype)
 
 
 class CnnActionRewardNet(ActionRewardNet):
@@ -128,6 +139,7 @@ class CnnActionRewardNet(ActionRewardNet):
         n_actions: number of actions (``>= 2``).
         features_dim: width of the fully connected layer after the convolutions (512 in the Nature CNN).
         normalize_output: keep running output statistics and return normalised rewards.
+        state_only: one output shared by every action, ``r(s, a) = r(s)`` (module docstring).
         seed: the seed of the initialisation.
         dtype: parameter dtype (float32 by default).
     """
@@ -139,12 +151,13 @@ class CnnActionRewardNet(ActionRewardNet):
         *,
         features_dim: int = 512,
         normalize_output: bool = False,
+        state_only: bool = False,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if len(obs_shape) != 3 or min(obs_shape[1:]) < 36:
             raise ValueError(f"obs_shape must be (C, H, W) with H, W >= 36, got {tuple(obs_shape)}")
-        super().__init__(obs_shape, n_actions, normalize_output=normalize_output)
+        super().__init__(obs_shape, n_actions, normalize_output=normalize_output, state_only=state_only)
         check_int("features_dim", features_dim, low=1)
         gen = torch.Generator().manual_seed(check_int("seed", seed))
         layers: list[nn.Module] = []
@@ -155,7 +168,7 @@ class CnnActionRewardNet(ActionRewardNet):
             layers += [conv, nn.ReLU()]
             channels, height, width = out_channels, (height - kernel) // stride + 1, (width - kernel) // stride + 1
         hidden = torch.nn.utils.skip_init(nn.Linear, channels * height * width, features_dim, dtype=dtype)
-        head = torch.nn.utils.skip_init(nn.Linear, features_dim, n_actions, dtype=dtype)
+        head = torch.nn.utils.skip_init(nn.Linear, features_dim, self.outputs, dtype=dtype)
         seeded_init(hidden, gen)
         seeded_init(head, gen)
         self.body = nn.Sequential(_Scale(1.0 / 255.0), *layers, nn.Flatten(), hidden, nn.ReLU(), head)

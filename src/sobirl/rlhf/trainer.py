@@ -159,6 +159,8 @@ class RLHFConfig:
         reward_weight_decay: AdamW weight decay of the reward net.
         reward_hidden: hidden widths of the reward net (an MLP; Atari frames get the Nature CNN, which has none).
         reward_normalize: normalise the reward net's output by its running statistics.
+        reward_state_only: Discrete actions: one reward output shared by every action, r(s, a) = r(s)
+            (:mod:`sobirl.rlhf.action_reward_net`); the one-step exploration term is then zero.
         dataset_capacity: preference pairs kept (FIFO).
         label_temperature: Bradley-Terry temperature of the synthetic labeller.
         label_noise: probability that a synthetic label is replaced by a random one.
@@ -233,6 +235,7 @@ class RLHFConfig:
     reward_weight_decay: float = 0.01
     reward_hidden: tuple[int, ...] = (256, 256)
     reward_normalize: bool = True
+    reward_state_only: bool = False
     dataset_capacity: int = 3000
     label_temperature: float = 1.0
     label_noise: float = 0.0
@@ -326,6 +329,7 @@ class RLHFConfig:
         self.update_rule()  # estimator, exploration_scale, exploration_weight_max, advantage_clip, penalty*
         for name in (
             "reward_normalize",
+            "reward_state_only",
             "absorbing_termination",
             "terminal_on_life_loss",
             "sac_share_features_extractor",
@@ -466,6 +470,12 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
             f"sac_target_entropy_scale is DiscreteSAC's (Discrete actions), and {config.env!r} has action_space "
             f"{act_space}; leave it unset (SAC's target entropy is -dim(A))"
         )
+    if config.reward_state_only and not isinstance(act_space, spaces.Discrete):
+        env.close()
+        raise ValueError(
+            f"reward_state_only is for the per-action reward net (Discrete actions), and {config.env!r} has "
+            f"action_space {act_space}; leave it false"
+        )
     return env
 
 
@@ -548,7 +558,9 @@ class RLHFTrainer:
         else:
             build = action_reward_net if self.discrete else RewardNet.from_spaces
             # the Nature CNN has no hidden widths to set
-            net_kwargs = {} if self.frame_stack is not None else {"hidden": config.reward_hidden}
+            net_kwargs: dict[str, Any] = {} if self.frame_stack is not None else {"hidden": config.reward_hidden}
+            if self.discrete:
+                net_kwargs["state_only"] = config.reward_state_only
             self.reward_net = build(
                 self.env.observation_space,
                 self.env.action_space,
