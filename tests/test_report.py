@@ -11,7 +11,7 @@ import yaml
 from sobirl.cli import main
 from sobirl.experiments.report import write_report
 from sobirl.experiments.rlhf_summary import summary_table
-from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, trial_name
+from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, is_complete, trial_name
 from test_figures import COMMAND, PNG_MAGIC, VERSIONS, rlhf_run, write_sweep_file
 
 ORACLE_COMMAND = "sobirl sweep configs/pendulum-cpu.yaml --algos drlhf,sobirl,sac-true-reward --seeds 3 --workers 2"
@@ -120,6 +120,22 @@ def test_report_elsewhere_links_relative_to_it(tmp_path):
     assert "[sweep.yaml](sweep.yaml)" in text  # a copy beside the report: docs/results/ stands alone
     assert (tmp_path / "docs" / "results" / "sweep.yaml").read_text() == (sweep / "sweep.yaml").read_text()
     assert not (sweep / "report.md").exists() and not (sweep / "figures").exists()
+    assert not (sweep / "trials").exists()
+
+
+def test_report_elsewhere_keeps_the_complete_trials_and_they_resume_a_sweep(tmp_path):
+    sweep = make_sweep(tmp_path / "runs", algos=("drlhf", "sobirl"))
+    out = tmp_path / "docs" / "results"
+    text = write_report(sweep, out / "report.md").read_text()
+    assert "[trials/](trials/)<trial>/" in section(text, "Grid")
+    complete = [trial_name("Pendulum-v1", algo, seed) for algo, seed in RETURNS if algo != "sac-true-reward"][:5]
+    assert sorted(p.name for p in (out / "trials").iterdir()) == sorted(complete)  # not sobirl seed 2 (unfinished)
+    for name in complete:
+        assert sorted(p.name for p in (out / "trials" / name).iterdir()) == ["config.yaml", "metrics.csv"]
+        for file in ("config.yaml", "metrics.csv"):
+            assert (out / "trials" / name / file).read_bytes() == (sweep / name / file).read_bytes()
+        assert is_complete(out / "trials" / name, 3000)  # copied back into a sweep directory: skipped there
+    assert not (sweep / "trials").exists()
 
 
 def test_cli_writes_the_report_and_prints_its_path(tmp_path, capsys):

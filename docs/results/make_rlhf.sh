@@ -5,18 +5,23 @@
 #   bash docs/results/make_rlhf.sh cartpole halfcheetah # one or more sections: pendulum cartpole halfcheetah
 #
 # Each section is one `sobirl sweep` (WORKERS trials side by side, one torch thread each) into $RUNS/<section>,
-# then `sobirl report` into docs/results/<section>/ (report.md, figures/, a copy of sweep.yaml) and the section's
-# wall and CPU times into docs/results/<section>/timings.md. RUNS (default runs/results-rlhf, ignored by git) is
-# fixed, not timestamped: run the same command again after an interruption and each sweep skips its complete
-# trials and resumes the others from their checkpoints.
+# then `sobirl report` into docs/results/<section>/ (report.md, figures/, a copy of sweep.yaml, each complete trial's
+# config.yaml and metrics.csv in trials/) and the wall and CPU times of each invocation into
+# docs/results/<section>/timings.md. RUNS (default runs/results-rlhf, ignored by git) is fixed, not timestamped: run
+# the same command again after an interruption and each sweep skips its complete trials and resumes the others from
+# their checkpoints. The report is written even when the sweep stops early (a trial failed for good, or `kill -INT`
+# on the `sobirl sweep` process; Ctrl-C stops this script too), and the complete trials in
+# docs/results/<section>/trials/ are copied back into a RUNS without them, so on another machine the sweep runs only
+# the trials still missing.
 #
 # OUT, RUNS, SEEDS (default 5), HALFCHEETAH_SEEDS (default 3), WORKERS (default 2) and SET (KEY=VALUE overrides for
 # every trial, after the section's own, e.g. a quick check of the script: OUT=/tmp/check RUNS=/tmp/check-runs
 # SEEDS=1 SET="total_steps=2000 eval_interval=1000 checkpoint_interval=1000") may be set in the environment.
-# Sizes on a 2-core machine, one trial per core: pendulum 6 algorithms x 5 seeds of 30k agent steps; cartpole 6 x 5
-# of 50k steps (about 7 min per trial alone, so about 2 h); halfcheetah sobirl and drlhf x 3 seeds
-# (HALFCHEETAH_SEEDS) of 50k steps, half the config's 100k (about 14 min per trial; with WORKERS=1, beside one
-# other run, the section took 87 min; needs `pip install -e ".[mujoco]"`).
+# Sizes on a 2-core machine, one trial per core: pendulum 6 algorithms x 5 seeds of 30k agent steps (557-1009 s per
+# trial with 3-5 runs sharing the cores, docs/rlhf.md: about 3.4 h); cartpole 6 x 5 of 50k steps (1237-1611 s per
+# trial for the first four, with one or two other runs beside the 2 workers: about 6 h); halfcheetah sobirl and
+# drlhf x 3 seeds (HALFCHEETAH_SEEDS) of 50k steps, half the config's 100k (about 14 min per trial; with WORKERS=1,
+# beside one other run, the section took 87 min; needs `pip install -e ".[mujoco]"`).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -40,20 +45,34 @@ done
 command -v sobirl >/dev/null || { echo "sobirl is not on PATH (source .venv/bin/activate)" >&2; exit 2; }
 echo "raw run directories: $RUNS"
 
-# sweep SECTION CONFIG ALGOS SEEDS [--set KEY=VALUE ...]: the section's sweep and report, each timed into its timings.md
-# (CPU: user + system time of the command and its worker processes).
+# restore SECTION: the complete trials kept beside the section's report go back into its sweep directory where that
+# lacks them (sobirl sweep counts a trial directory with its config.yaml and complete metrics.csv as done).
+restore() {
+    local kept=$OUT/$1/trials trial
+    [ -d "$kept" ] || return 0
+    mkdir -p "$RUNS/$1"
+    for trial in "$kept"/*/; do
+        [ -e "$RUNS/$1/$(basename "$trial")" ] || cp -r "$trial" "$RUNS/$1/"
+    done
+}
+
+# sweep SECTION CONFIG ALGOS SEEDS [--set KEY=VALUE ...]: the section's sweep and report, each invocation timed into
+# its timings.md (CPU: user + system time of the command and its worker processes); returns the sweep's status.
 sweep() {
-    local section=$1 config=$2 algos=$3 seeds=$4
+    local section=$1 config=$2 algos=$3 seeds=$4 status=0
     shift 4
     mkdir -p "$OUT/$section"
-    printf '| step | wall (s) | CPU: user + system (s) |\n|---|---:|---:|\n' >"$OUT/$section/timings.md"
+    [ -e "$OUT/$section/timings.md" ] ||
+        printf '| step | wall (s) | CPU: user + system (s) |\n|---|---:|---:|\n' >"$OUT/$section/timings.md"
+    restore "$section"
     local TIMEFORMAT="| sobirl sweep $config | %0R | %0U + %0S |"
     { time sobirl sweep "$config" --algos "$algos" --seeds "$seeds" --workers "$WORKERS" --set threads=1 "$@" \
         "${OVERRIDES[@]}" --output-dir "$RUNS" --name "$section" --no-progress 2>&3; } \
-        3>&2 2>>"$OUT/$section/timings.md"
+        3>&2 2>>"$OUT/$section/timings.md" || status=$?
     TIMEFORMAT="| sobirl report | %0R | %0U + %0S |"
     { time sobirl report "$RUNS/$section" --output "$OUT/$section/report.md" 2>&3; } 3>&2 2>>"$OUT/$section/timings.md"
     cat "$OUT/$section/timings.md"
+    return "$status"
 }
 
 for section in "$@"; do

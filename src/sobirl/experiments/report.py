@@ -9,7 +9,9 @@ agent steps per trial); the results table of the trials that have metrics (:func
 summary_table`: final evaluation return and the mean of the last ``N`` evaluations as mean +/- s.e. over seeds,
 ``s.e. = std_{n-1} / sqrt(n)``, per-seed returns, accuracy, wall time, steps/s); the figures of
 :mod:`sobirl.experiments.figures`, written to ``figures/`` next to the report and linked relatively (a report
-written outside the sweep directory also gets a copy of ``sweep.yaml`` beside it, so that it stands alone); the
+written outside the sweep directory also gets, beside it, a copy of ``sweep.yaml`` and of each complete trial's
+``config.yaml`` and ``metrics.csv`` in ``trials/<trial>/``, so that it stands alone; ``sobirl sweep`` counts a trial
+directory holding those two files as complete, so copying them back into a sweep directory resumes the grid); the
 trials that are failed (``failures.yaml``), unfinished or not started; and how it was produced: each distinct
 command line and the software versions recorded in the trials' ``config.yaml``. Trials that are still running are
 reported with the steps they have; run the command again for an up-to-date report.
@@ -35,6 +37,9 @@ REPORT_FILE = "report.md"
 """The report's default file name in the sweep directory."""
 FIGURES_DIR = "figures"
 """The directory of the report's figures, next to the report."""
+TRIALS_DIR = "trials"
+"""The directory of the complete trials' ``config.yaml`` and ``metrics.csv``, next to a report written outside the
+sweep directory."""
 
 
 def write_report(
@@ -45,7 +50,8 @@ def write_report(
     Args:
         sweep_dir: a ``sobirl sweep`` directory.
         output: the report's path; None: ``sweep_dir/report.md``. The figures go to ``figures/`` beside it, and
-            a copy of ``sweep.yaml`` where that is not the sweep directory.
+            where that is not the sweep directory, a copy of ``sweep.yaml`` and of each complete trial's
+            ``config.yaml`` and ``metrics.csv`` (in ``trials/<trial>/``).
         window: evaluations averaged per run for the table's windowed column (``>= 1``).
 
     Returns:
@@ -67,11 +73,18 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     figures = write_figures(with_metrics, path.parent / FIGURES_DIR)
     base_config = path.parent / SWEEP_FILE
-    if not base_config.exists() or not base_config.samefile(sweep_dir / SWEEP_FILE):
+    elsewhere = not base_config.exists() or not base_config.samefile(sweep_dir / SWEEP_FILE)
+    if elsewhere:
         shutil.copyfile(sweep_dir / SWEEP_FILE, base_config)
+        for trial in trials:
+            if is_complete(sweep_dir / trial.name, trial.config.total_steps):
+                kept = path.parent / TRIALS_DIR / trial.name
+                kept.mkdir(parents=True, exist_ok=True)
+                for file in (CONFIG_FILE, METRICS_FILE):
+                    shutil.copyfile(sweep_dir / trial.name / file, kept / file)
     sections = [
         f"# Sweep {sweep_dir.name}",
-        _grid_section(spec),
+        _grid_section(spec, trials_kept=elsewhere),
         f"## Results\n\n{table}",
         _figures_section(figures, path.parent),
         _missing_section(sweep_dir, trials, steps),
@@ -86,8 +99,9 @@ def _link(target: Path, start: Path) -> str:
     return Path(os.path.relpath(target, start)).as_posix()
 
 
-def _grid_section(spec: SweepSpec) -> str:
-    """The grid of the sweep and its base config (``sweep.yaml`` beside the report)."""
+def _grid_section(spec: SweepSpec, *, trials_kept: bool) -> str:
+    """The grid of the sweep and its base config (``sweep.yaml`` beside the report); with ``trials_kept``, where the
+    complete trials' files are (``trials/``)."""
     lines = [
         "## Grid",
         "",
@@ -97,6 +111,11 @@ def _grid_section(spec: SweepSpec) -> str:
         f"- agent steps per trial: {spec.base.total_steps}",
         f"- trials: {len(spec.trials())}; base config in [{SWEEP_FILE}]({SWEEP_FILE})",
     ]
+    if trials_kept:
+        lines.append(
+            f"- each complete trial's {CONFIG_FILE} and {METRICS_FILE}: [{TRIALS_DIR}/]({TRIALS_DIR}/)<trial>/ (copied "
+            "back into the sweep directory, they count as complete there)"
+        )
     return "\n".join(lines)
 
 
