@@ -8,6 +8,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from smoke import SMOKE
 from sobirl.envs import AbsorbingTermination, absorbing_env
@@ -41,6 +42,32 @@ def test_termination_becomes_an_absorbing_state_until_the_time_limit():
                 break
         assert terminal_at is not None and terminal_at < 40
         assert steps == 40 and total == terminal_at  # CartPole pays +1 per step up to and including the failing one
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_absorbing_steps_truncate_the_episode_in_the_absorbing_state(k):
+    config = RLHFConfig(env="CartPole-v1", absorbing_termination=True, absorbing_steps=k)
+    vec = DummyVecEnv([lambda: make_env(config)])
+    vec.seed(0)
+    vec.reset()
+    steps, absorbed = 0, 0
+    while True:
+        _, reward, done, info = vec.step(np.zeros(1, dtype=np.int64))  # always push left: falls within ~10 steps
+        steps += 1
+        absorbed += bool(info[0].get("absorbing", False))
+        if done[0]:
+            break
+    assert absorbed == k and 8 < steps - k < 40
+    # a truncation, not a termination: SB3's replay buffer bootstraps from the absorbing state's value
+    assert info[0]["TimeLimit.truncated"] and reward[0] == 0.0
+    np.testing.assert_array_equal(info[0]["terminal_observation"], [0, 0, 0, 0, 1])
+    evaluation = make_env(config, evaluation=True)  # ends at termination, as before
+    evaluation.reset(seed=0)
+    assert not evaluation.env.absorb and evaluation.env.absorbing_steps is None
+    with pytest.raises(ValueError, match="absorbing_steps must be an integer >= 1, got 0"):
+        AbsorbingTermination(gym.make("CartPole-v1"), absorbing_steps=0)
+    with pytest.raises(ValueError, match="absorbing_steps=25 needs absorbing_termination: true"):
+        RLHFConfig(env="CartPole-v1", absorbing_steps=25)
 
 
 def test_evaluation_wrapper_appends_the_indicator_and_ends_at_termination():

@@ -17,8 +17,12 @@ differences between them, summed over a fragment, dominate the loss.
 Under its ``TimeLimit`` (which then ends every episode, :func:`absorbing_env`), once the wrapped environment reports
 ``terminated`` every later ``step`` returns the absorbing state, reward 0, ``terminated=False``, ``truncated=False``
 and ``info["absorbing"] = True``, without stepping the wrapped environment; the step that terminates returns the
-real terminal observation and reward. With ``absorb=False`` the wrapper only appends the indicator (always 0) and
-passes termination on: the evaluation environment of a policy trained with absorbing states.
+real terminal observation and reward. ``absorbing_steps=k`` instead truncates the episode at its k-th absorbing
+step (``truncated=True``: a learner bootstraps from the absorbing state's value, which stands for the rest of the
+horizon), so that a policy that fails early does not fill its replay buffer with absorbing transitions: a fragment
+still covers a failure and what follows it when k is at least the fragment length. With ``absorb=False`` the
+wrapper only appends the indicator (always 0) and passes termination on: the evaluation environment of a policy
+trained with absorbing states.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sobirl.validation import check_int
+
 
 class AbsorbingTermination(gym.Wrapper):
     """Termination becomes one absorbing state until the time limit; observations gain an indicator (module
@@ -38,13 +44,17 @@ class AbsorbingTermination(gym.Wrapper):
         env: an environment with a 1-D ``Box`` observation space; the result needs a ``TimeLimit`` around it, or
             episodes never end (:func:`absorbing_env` builds both).
         absorb: False: only append the indicator (0) and pass termination on, for evaluation.
+        absorbing_steps: truncate the episode at this many steps in the absorbing state (``>= 1``); None: stay there
+            until the time limit.
 
     Raises:
-        ValueError: the observation space is not a 1-D Box.
+        ValueError: the observation space is not a 1-D Box, or ``absorbing_steps < 1``.
     """
 
-    def __init__(self, env: gym.Env, *, absorb: bool = True) -> None:
+    def __init__(self, env: gym.Env, *, absorb: bool = True, absorbing_steps: int | None = None) -> None:
         super().__init__(env)
+        if absorbing_steps is not None:
+            check_int("absorbing_steps", absorbing_steps, low=1)
         space = env.observation_space
         if not isinstance(space, spaces.Box) or len(space.shape) != 1:
             raise ValueError(
@@ -55,7 +65,9 @@ class AbsorbingTermination(gym.Wrapper):
         high = np.append(space.high, 1).astype(space.dtype)
         self.observation_space = spaces.Box(low, high, dtype=space.dtype)
         self.absorb = absorb
+        self.absorbing_steps = absorbing_steps
         self._absorbing = False
+        self._absorbed = 0
         self._state = np.zeros(self.observation_space.shape, dtype=space.dtype)
         self._state[-1] = 1
 
@@ -63,22 +75,32 @@ class AbsorbingTermination(gym.Wrapper):
         return np.append(observation, 0).astype(self.observation_space.dtype)
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
-        self._absorbing = False
+        self._absorbing, self._absorbed = False, 0
         observation, info = self.env.reset(**kwargs)
         return self._real(observation), info
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._absorbing:
-            return self._state.copy(), 0.0, False, False, {"absorbing": True}
+            self._absorbed += 1
+            truncated = self.absorbing_steps is not None and self._absorbed >= self.absorbing_steps
+            return self._state.copy(), 0.0, False, truncated, {"absorbing": True}
         observation, reward, terminated, truncated, info = self.env.step(action)
         if terminated and self.absorb:
             self._absorbing, terminated = True, False
         return self._real(observation), reward, terminated, truncated, info
 
 
-def absorbing_env(env_id: str, *, max_episode_steps: int | None = None, absorb: bool = True, **kwargs: Any) -> gym.Env:
+def absorbing_env(
+    env_id: str,
+    *,
+    max_episode_steps: int | None = None,
+    absorb: bool = True,
+    absorbing_steps: int | None = None,
+    **kwargs: Any,
+) -> gym.Env:
     """``gym.make(env_id, max_episode_steps=...)`` with :class:`AbsorbingTermination` just inside its time limit, so
-    with ``absorb`` every episode lasts exactly the time limit (the registered one, or ``max_episode_steps``).
+    with ``absorb`` every episode lasts exactly the time limit (the registered one, or ``max_episode_steps``), or
+    until ``absorbing_steps`` steps in the absorbing state.
 
     Raises:
         ValueError: the environment has no time limit (its episodes would never end), or its observations are not
@@ -89,5 +111,6 @@ def absorbing_env(env_id: str, *, max_episode_steps: int | None = None, absorb: 
         env.close()
         raise ValueError(f"env {env_id!r} has no time limit; absorbing termination needs one: set max_episode_steps")
     return gym.wrappers.TimeLimit(
-        AbsorbingTermination(env.env, absorb=absorb), max_episode_steps=env.spec.max_episode_steps
+        AbsorbingTermination(env.env, absorb=absorb, absorbing_steps=absorbing_steps),
+        max_episode_steps=env.spec.max_episode_steps,
     )

@@ -143,6 +143,10 @@ class RLHFConfig:
             state (reward 0; observations gain an absorbing indicator, :mod:`sobirl.envs.absorbing`): needed where
             the reward is constant per step (CartPole-v1), or every pair of equal-length fragments ties. The
             evaluation episodes end at termination, with the same true return. Not for Atari games.
+        absorbing_steps: with absorbing_termination, a training episode is truncated (the learner bootstraps) after
+            this many steps in the absorbing state, so that a policy failing early does not fill the replay buffer
+            with absorbing transitions; at least fragment_length keeps every failure inside some fragment. None: the
+            absorbing state lasts until the time limit.
         frame_stack: Atari: frames per observation (>= 1).
         terminal_on_life_loss: Atari: a lost life ends a training episode (the usual preprocessing); the evaluation
             episodes are whole games either way, so eval_return is the game score.
@@ -220,6 +224,7 @@ class RLHFConfig:
     threads: int | None = None
     max_episode_steps: int | None = None
     absorbing_termination: bool = False
+    absorbing_steps: int | None = None
     frame_stack: int = 4
     terminal_on_life_loss: bool = True
     fragment_length: int = 25
@@ -307,7 +312,7 @@ class RLHFConfig:
             check_int(name, getattr(self, name), low=1)
         for name in ("initial_pairs", "exploration_warmup", "sac_learning_starts"):
             check_int(name, getattr(self, name))
-        for name in ("threads", "max_episode_steps", "exploration_pairs"):
+        for name in ("threads", "max_episode_steps", "exploration_pairs", "absorbing_steps"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
         for i, width in enumerate((*self.reward_hidden, *self.sac_net_arch)):
@@ -337,6 +342,11 @@ class RLHFConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.absorbing_steps is not None and not self.absorbing_termination:
+            raise ValueError(
+                f"absorbing_steps={self.absorbing_steps} needs absorbing_termination: true (it truncates the absorbing "
+                "state); set absorbing_termination: true or absorbing_steps: null"
+            )
         self.schedule_for()  # initial_pairs <= total_pairs
 
     def update_rule(self) -> PreferenceUpdate:
@@ -426,7 +436,12 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
             if mujoco:
                 _route_mujoco_warnings()
             if config.absorbing_termination:  # the evaluation env has the indicator too, and ends at termination
-                env = absorbing_env(config.env, max_episode_steps=config.max_episode_steps, absorb=not evaluation)
+                env = absorbing_env(
+                    config.env,
+                    max_episode_steps=config.max_episode_steps,
+                    absorb=not evaluation,
+                    absorbing_steps=None if evaluation else config.absorbing_steps,
+                )
             else:
                 env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
     except gym.error.DependencyNotInstalled as err:  # a subclass of gym.error.Error
