@@ -9,8 +9,8 @@
 # config.yaml and metrics.csv in trials/) and the wall and CPU times of each invocation into
 # docs/results/<section>/timings.md. RUNS (default runs/results-rlhf, ignored by git) is fixed, not timestamped: run
 # the same command again after an interruption and each sweep skips its complete trials and resumes the others from
-# their checkpoints. The report is written even when the sweep stops early (a trial failed for good, or `kill -INT`
-# on the `sobirl sweep` process; Ctrl-C stops this script too), and the complete trials in
+# their checkpoints. The report is written even when the sweep stops early (a trial failed for good, or the
+# `sobirl sweep` process was stopped; Ctrl-C stops this script too), and the complete trials in
 # docs/results/<section>/trials/ are copied back into a RUNS without them, so on another machine the sweep runs only
 # the trials still missing.
 #
