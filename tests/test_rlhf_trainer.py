@@ -163,6 +163,7 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
         assert trainer.model.replay_buffer.reward_fn is trainer.reward_net
         pairs = trainer.dataset.contents()[0]
         assert pairs.observations.shape == (16, 2, 10, 4, 84, 84) and pairs.observations.dtype == np.uint8
+        assert trainer.dataset.frame_stack == 4  # the game's stacks passed the overlap check: 13 frames a fragment
         assert row["pairs"] == 16 and trainer.state.reward_updates == 2
         assert math.isfinite(row["reward_loss"]) and (row["exploration_norm"] > 0) == (algo != "drlhf")
         # no enemy is hit in the first 60 steps of a game: every fragment scores 0, so every pair ties
@@ -171,6 +172,7 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
     assert type(resumed.model.replay_buffer) is buffer_class and resumed.model.replay_buffer.size() == 200
     if algo != "sac-true-reward":
         assert resumed.model.replay_buffer.reward_fn is resumed.reward_net
+        np.testing.assert_array_equal(resumed.dataset.contents()[0].observations, pairs.observations)
 
 
 def test_target_entropy_scale_reaches_discrete_sac_and_only_discrete_actions(tmp_path):

@@ -7,7 +7,8 @@ The pipeline, each step one module:
 2. :func:`sample_fragment_pairs` (``fragments``) cuts pairs of fixed-length fragments, trajectories chosen in
    proportion to their length, as stacked arrays (:class:`FragmentPairs`).
 3. A :class:`PreferenceGatherer` labels them (``preferences``): :class:`SyntheticLabeller` by Bradley-Terry on the
-   true returns; a human labeller implements the same interface. :class:`PreferenceDataset` keeps them (FIFO).
+   true returns; a human labeller implements the same interface. :class:`PreferenceDataset` keeps them (FIFO;
+   frame stacks as their distinct frames, ``frame_stacks``).
 4. :class:`QuerySchedule` (``schedule``) says how many pairs to query as the agent trains.
 5. :class:`RewardNet` (``reward_net``) is the learned reward ``r_x(s, a)``, and :func:`preference_logits` /
    :func:`preference_loss` (``preference_model``) its Bradley-Terry loss on a mini-batch in one forward pass. For
