@@ -9,8 +9,9 @@ so a fragment never crosses an episode boundary, and longer trajectories give pr
 rule of Christiano et al. 2017 and of ``imitation``'s ``RandomFragmenter``). The two fragments of a pair are drawn
 independently (they may come from the same trajectory).
 
-The draw is vectorised: the chosen trajectories (each at most once) are concatenated, and all ``2 N L`` steps are
-gathered with one fancy index; no Python object per pair or fragment.
+The draw is vectorised: one draw of all the trajectories and one of all the starts, then one fancy index per distinct
+trajectory drawn gathers all its fragments' steps (no loop over pairs or fragments, and no trajectory copied whole: a
+frame-stack trajectory's observations are a view of its frames, :class:`~sobirl.rlhf.Trajectory`).
 """
 
 from __future__ import annotations
@@ -84,14 +85,15 @@ def sample_fragment_pairs(
     weights = lengths[eligible].astype(np.float64)
     picks = eligible[generator.choice(eligible.size, size=2 * n_pairs, p=weights / weights.sum())]
 
+    steps = generator.integers(0, lengths[picks] - L + 1)[:, None] + np.arange(L)  # (2N, L) steps of each trajectory
     chosen, which = np.unique(picks, return_inverse=True)
-    offsets = np.concatenate([[0], np.cumsum(lengths[chosen])[:-1]])
-    starts = offsets[which] + generator.integers(0, lengths[picks] - L + 1)
-    index = starts[:, None] + np.arange(L)  # (2N, L) rows of the concatenation
+    rows_of = np.split(np.argsort(which, kind="stable"), np.cumsum(np.bincount(which))[:-1])  # fragments per chosen
 
     def gather(field: str) -> np.ndarray:
-        flat = np.concatenate([getattr(trajectories[j], field) for j in chosen])
-        out = flat[index]
+        first = getattr(trajectories[chosen[0]], field)
+        out = np.empty((2 * n_pairs, L, *first.shape[1:]), dtype=first.dtype)
+        for j, rows in zip(chosen, rows_of, strict=True):
+            out[rows] = getattr(trajectories[j], field)[steps[rows]]
         return out.reshape(n_pairs, 2, L, *out.shape[2:])
 
     return FragmentPairs(gather("observations"), gather("actions"), gather("true_rewards"))

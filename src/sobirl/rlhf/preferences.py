@@ -139,7 +139,7 @@ class PreferenceDataset:
         n = min(len(pairs), self.capacity)  # of a push larger than the queue only the newest pairs survive
         new = {k: v[len(pairs) - n :] for k, v in new.items()}
         if self.frame_stack is not None:
-            new["frames"] = frames_of(new.pop("observations"), self.frame_stack)
+            new["frames"] = frames_of(new.pop("observations"), self.frame_stack, axis=2)
         if not self._data:
             self._data = {k: np.empty((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in new.items()}
             self._pair_shapes = shapes
@@ -156,7 +156,10 @@ class PreferenceDataset:
     def _take(self, slots: np.ndarray) -> tuple[FragmentPairs, np.ndarray]:
         """The pairs and labels in ``slots`` (fancy indexing: copies)."""
         d = self._data
-        obs = d["observations"][slots] if self.frame_stack is None else stacks_of(d["frames"][slots], self.frame_stack)
+        if self.frame_stack is None:
+            obs = d["observations"][slots]
+        else:
+            obs = stacks_of(d["frames"][slots], self.frame_stack, axis=2)
         return FragmentPairs(obs, d["actions"][slots], d["true_rewards"][slots]), d["labels"][slots]
 
     def contents(self) -> tuple[FragmentPairs, np.ndarray]:

@@ -6,8 +6,8 @@ The follower is SB3's SAC with a :class:`RewardNet` on ``(s, a)`` for Box action
 exploration term's baseline is then exact, :mod:`sobirl.rlhf.updates`); "SAC" below means either. Atari games
 (:func:`sobirl.envs.make_atari`) give uint8 stacks of frames: DiscreteSAC's ``CnnPolicy``, the Nature CNN reward net
 and a replay buffer storing each frame once (:class:`~sobirl.agents.FrameStackReplayBuffer`); the episode recorder, the
-fragments and the preference dataset (each fragment's frames once) keep the frames as uint8, and the reward net sees
-float copies of one mini-batch at a time. The loop
+fragments and the preference dataset keep the frames as uint8 (the recorder and the dataset each frame of an episode
+or fragment once), and the reward net sees float copies of one mini-batch at a time. The loop
 (:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
 
 - a reward update every ``reward_update_interval`` steps (not for ``sac-true-reward``): query the
@@ -556,7 +556,7 @@ class RLHFTrainer:
             temperature=config.label_temperature, noise=config.label_noise, generator=np.random.default_rng(labels)
         )
         self.dataset = PreferenceDataset(config.dataset_capacity, frame_stack=self.frame_stack)
-        self.recorder = EpisodeRecorder(1, max_steps=config.recorder_steps)
+        self.recorder = EpisodeRecorder(1, max_steps=config.recorder_steps, frame_stack=self.frame_stack)
         self.state = _Progress()
         self.reward_net: RewardNet | ActionRewardNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -631,7 +631,7 @@ class RLHFTrainer:
     @property
     def frame_stack(self) -> int | None:
         """Frames per observation of an Atari game (``CnnPolicy``, the CNN reward net, the frame-stack replay
-        buffer and preference dataset); None for 1-D observations."""
+        buffer, preference dataset and episode recorder); None for 1-D observations."""
         return self.config.frame_stack if len(self.env.observation_space.shape) == 3 else None
 
     @property
