@@ -27,7 +27,7 @@ overwrites after the callback has run.
 
 Frame stacks (Atari, ``frame_stack=k``): a finished episode of ``T`` stacks is kept as its ``T + k - 1`` distinct frames
 (:mod:`sobirl.rlhf.frame_stacks`), its ``observations`` a read-only view of them, so the kept episodes take a quarter
-of the memory at ``k = 4`` (1.4 GB -> 0.35 GB for the paper's 50,000 BeamRider steps), in a pickle too.
+of the memory at ``k = 4`` (1.4 GB -> about 0.36 GB for the paper's 50,000 BeamRider steps), in a pickle too.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class Trajectory:
 
     Attributes:
         observations: ``s_0 .. s_{T-1}``, ``(T, *obs_shape)`` (``(T, obs_dim)`` for a 1-D Box), the observation each
-            action was taken in, in the environment's dtype.
+            action was taken in, in the environment's dtype (a read-only view of the distinct frames where
+            :meth:`of_frames` made the trajectory).
         actions: ``a_0 .. a_{T-1}``, ``(T, *act_shape)``: ``(T, act_dim)`` for a Box, ``(T,)`` for Discrete.
         true_rewards: ``r_0 .. r_{T-1}``, float64 ``(T,)``: the environment's reward, for the synthetic labeller only.
         terminated: the episode reached a terminal state of the MDP.
