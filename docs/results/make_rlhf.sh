@@ -56,22 +56,40 @@ restore() {
     done
 }
 
+# timed STEP STATUS_VAR COMMAND...: run COMMAND, append "| STEP | wall | CPU |" to $timings (CPU: user + system time of
+# the command and the worker processes it waited for, so not counted for a command stopped by a signal); its exit
+# status goes into STATUS_VAR.
+timed() {
+    local step=$1 status_var=$2 times wall user sys code=0
+    shift 2
+    times=$(mktemp)
+    local TIMEFORMAT="time: %0R %0U %0S"
+    { time "$@" 2>&3; } 3>&2 2>"$times" || code=$?
+    # only the time line: the shell also reports a command it saw killed ("Terminated") on that stream
+    read -r _ wall user sys < <(grep '^time: ' "$times")
+    rm -f "$times"
+    if [ "$code" -gt 128 ]; then
+        echo "| $step (stopped by signal $((code - 128))) | $wall | not counted: its workers were stopped |" >>"$timings"
+    else
+        echo "| $step | $wall | $user + $sys |" >>"$timings"
+    fi
+    printf -v "$status_var" '%s' "$code"
+}
+
 # sweep SECTION CONFIG ALGOS SEEDS [--set KEY=VALUE ...]: the section's sweep and report, each invocation timed into
-# its timings.md (CPU: user + system time of the command and its worker processes); returns the sweep's status.
+# its timings.md; returns the sweep's status.
 sweep() {
-    local section=$1 config=$2 algos=$3 seeds=$4 status=0
+    local section=$1 config=$2 algos=$3 seeds=$4 status=0 report_status=0
     shift 4
     mkdir -p "$OUT/$section"
-    [ -e "$OUT/$section/timings.md" ] ||
-        printf '| step | wall (s) | CPU: user + system (s) |\n|---|---:|---:|\n' >"$OUT/$section/timings.md"
+    local timings=$OUT/$section/timings.md
+    [ -e "$timings" ] || printf '| step | wall (s) | CPU: user + system (s) |\n|---|---:|---:|\n' >"$timings"
     restore "$section"
-    local TIMEFORMAT="| sobirl sweep $config | %0R | %0U + %0S |"
-    { time sobirl sweep "$config" --algos "$algos" --seeds "$seeds" --workers "$WORKERS" --set threads=1 "$@" \
-        "${OVERRIDES[@]}" --output-dir "$RUNS" --name "$section" --no-progress 2>&3; } \
-        3>&2 2>>"$OUT/$section/timings.md" || status=$?
-    TIMEFORMAT="| sobirl report | %0R | %0U + %0S |"
-    { time sobirl report "$RUNS/$section" --output "$OUT/$section/report.md" 2>&3; } 3>&2 2>>"$OUT/$section/timings.md"
-    cat "$OUT/$section/timings.md"
+    timed "sobirl sweep $config" status sobirl sweep "$config" --algos "$algos" --seeds "$seeds" --workers "$WORKERS" \
+        --set threads=1 "$@" "${OVERRIDES[@]}" --output-dir "$RUNS" --name "$section" --no-progress
+    timed "sobirl report" report_status sobirl report "$RUNS/$section" --output "$OUT/$section/report.md"
+    cat "$timings"
+    [ "$report_status" -eq 0 ] || return "$report_status"
     return "$status"
 }
 
