@@ -106,7 +106,6 @@ class PreferenceDataset:
         self.frame_stack = None if frame_stack is None else check_int("frame_stack", frame_stack, low=1)
         # observations (or frames), actions, true_rewards, labels; leading axis capacity
         self._data: dict[str, np.ndarray] = {}
-        self._pair_shapes: dict[str, tuple[int, ...]] = {}  # per-pair shape of each field as pushed
         self._next = 0  # the slot the next pair goes to
         self._size = 0
 
@@ -132,22 +131,31 @@ class PreferenceDataset:
             "true_rewards": pairs.true_rewards,
             "labels": labels,
         }
-        shapes = self._pair_shapes or {k: v.shape[1:] for k, v in new.items()}
         for key, value in new.items():
-            if value.shape[1:] != shapes[key]:
-                raise ValueError(f"{key} must have per-pair shape {shapes[key]}, got {value.shape[1:]}")
+            if self._data and value.shape[1:] != self._pair_shape(key):
+                raise ValueError(f"{key} must have per-pair shape {self._pair_shape(key)}, got {value.shape[1:]}")
         n = min(len(pairs), self.capacity)  # of a push larger than the queue only the newest pairs survive
         new = {k: v[len(pairs) - n :] for k, v in new.items()}
         if self.frame_stack is not None:
             new["frames"] = frames_of(new.pop("observations"), self.frame_stack, axis=2)
         if not self._data:
-            self._data = {k: np.empty((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in new.items()}
-            self._pair_shapes = shapes
+            self._allocate(new)
         slots = (self._next + np.arange(n)) % self.capacity
         for key, value in new.items():
             self._data[key][slots] = value
         self._next = (self._next + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
+
+    def _allocate(self, like: dict[str, np.ndarray]) -> None:
+        """The arrays of ``capacity`` pairs, each field shaped and typed as in ``like`` (stored form: frames)."""
+        self._data = {k: np.empty((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in like.items()}
+
+    def _pair_shape(self, key: str) -> tuple[int, ...]:
+        """The per-pair shape a pushed field must have: the stored one, or the stacks of the stored frames."""
+        if key == "observations" and self.frame_stack is not None:
+            two, n_frames, *frame_shape = self._data["frames"].shape[1:]
+            return (two, n_frames - self.frame_stack + 1, self.frame_stack, *frame_shape)
+        return self._data[key].shape[1:]
 
     def _order(self) -> np.ndarray:
         """The slots of the kept pairs, oldest first."""
@@ -204,12 +212,8 @@ class PreferenceDataset:
             obs_key = "observations" if frame_stack is None else "frames"
             stored = {k: f[k] for k in (obs_key, "actions", "true_rewards", "labels")}
         n = len(stored["labels"])
-        dataset._data = {k: np.empty((dataset.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in stored.items()}
+        dataset._allocate(stored)
         for key, value in stored.items():
             dataset._data[key][:n] = value
-        dataset._pair_shapes = {k: v.shape[1:] for k, v in stored.items() if k != "frames"}
-        if frame_stack is not None:
-            frames = stored["frames"].shape  # (n, 2, L + k - 1, *frame_shape)
-            dataset._pair_shapes["observations"] = (2, frames[2] - frame_stack + 1, frame_stack, *frames[3:])
         dataset._next, dataset._size = n % dataset.capacity, n
         return dataset
