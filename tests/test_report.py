@@ -111,6 +111,20 @@ def test_unfinished_trial_without_failure_and_a_complete_sweep(tmp_path):
     assert "rlhf-accuracy.png" in text
 
 
+def test_complete_only_reports_the_complete_trials_and_lists_the_others(tmp_path):
+    sweep = make_sweep(tmp_path)
+    (sweep / FAILURES_FILE).unlink()  # sobirl seed 2 (2000 of 3000 steps) as if still running
+    text = write_report(sweep, window=2, complete_only=True).read_text()
+    grid = [(a, s) for s in (0, 1, 2) for a in ("drlhf", "sobirl", "sac-true-reward")]  # seeds outermost
+    complete = [
+        sweep / trial_name("Pendulum-v1", a, s) for a, s in grid if (a, s) in RETURNS and (a, s) != ("sobirl", 2)
+    ]
+    assert section(text, "Results").strip() == f"The 6 complete trials of 9.\n\n{summary_table(complete, window=2)}"
+    assert "| Pendulum-v1 | sobirl | 2 | 3000 | -100.0 +/- 50.0 |" in section(text, "Results")  # seeds 0 and 1
+    assert "| rlhf-Pendulum-v1-sobirl-seed2 | 2000 of 3000 | unfinished (running or interrupted) |" in text
+    assert (sweep / "figures" / "rlhf-return.png").read_bytes()[:8] == PNG_MAGIC
+
+
 def test_report_elsewhere_links_relative_to_it(tmp_path):
     sweep = make_sweep(tmp_path / "runs", algos=("drlhf",))
     path = write_report(sweep, tmp_path / "docs" / "results" / "pendulum.md")
@@ -143,6 +157,8 @@ def test_cli_writes_the_report_and_prints_its_path(tmp_path, capsys):
     assert main(["report", str(sweep), "--window", "3"]) == 0
     assert capsys.readouterr().out.strip() == str(sweep / "report.md")
     assert "| last 3 evals |" in (sweep / "report.md").read_text()
+    assert main(["report", str(sweep), "--complete-only"]) == 0
+    assert "The 3 complete trials of 3.\n\n" in (sweep / "report.md").read_text()
 
 
 def bad_sweep(tmp_path: Path, case: str) -> Path:
@@ -160,6 +176,11 @@ def bad_sweep(tmp_path: Path, case: str) -> Path:
         (path / SWEEP_FILE).write_text("algos: [drlhf\n")
     if case == "window":
         return make_sweep(tmp_path, algos=("drlhf",))
+    if case == "none-complete":
+        sweep = make_sweep(tmp_path, algos=("drlhf",))
+        for metrics in sweep.glob("rlhf-*/metrics.csv"):  # each trial stopped before its last evaluation
+            metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:-1]))
+        return sweep
     return path
 
 
@@ -171,6 +192,7 @@ def bad_sweep(tmp_path: Path, case: str) -> Path:
         ("bad-yaml", [], "{tmp}/bad-yaml/sweep.yaml is not a readable sweep file: while parsing a flow sequence"),
         ("no-metrics", [], "sweep directory {tmp}/sweep-pendulum has no trial with a row in its metrics.csv yet"),
         ("window", ["--window", "0"], "window must be an integer >= 1, got 0"),
+        ("none-complete", ["--complete-only"], "sweep directory {tmp}/sweep-pendulum has no complete trial yet"),
     ],
 )
 def test_bad_input_fails_with_one_line(case, args, message, tmp_path, capsys):

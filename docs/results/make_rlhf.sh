@@ -5,9 +5,9 @@
 #   bash docs/results/make_rlhf.sh cartpole halfcheetah # one or more sections: pendulum cartpole halfcheetah
 #
 # Each section is one `sobirl sweep` (WORKERS trials side by side, one torch thread each) into $RUNS/<section>,
-# then `sobirl report` into docs/results/<section>/ (report.md, figures/, a copy of sweep.yaml, each complete trial's
-# config.yaml and metrics.csv in trials/) and the wall and CPU times of each invocation into
-# docs/results/<section>/timings.md. RUNS (default runs/results-rlhf, ignored by git) is fixed, not timestamped: run
+# then `sobirl report --complete-only` into docs/results/<section>/ (report.md with its table and figures over the
+# complete trials, figures/, a copy of sweep.yaml, each complete trial's config.yaml and metrics.csv in trials/) and
+# the wall and CPU times of each invocation into docs/results/<section>/timings.md. RUNS (default runs/results-rlhf, ignored by git) is fixed, not timestamped: run
 # the same command again after an interruption and each sweep skips its complete trials and resumes the others from
 # their checkpoints. The report is written even when the sweep stops early (a trial failed for good, or the
 # `sobirl sweep` process was stopped; Ctrl-C stops this script too), and the complete trials in
@@ -87,7 +87,8 @@ sweep() {
     restore "$section"
     timed "sobirl sweep $config" status sobirl sweep "$config" --algos "$algos" --seeds "$seeds" --workers "$WORKERS" \
         --set threads=1 "$@" "${OVERRIDES[@]}" --output-dir "$RUNS" --name "$section" --no-progress
-    timed "sobirl report" report_status sobirl report "$RUNS/$section" --output "$OUT/$section/report.md"
+    timed "sobirl report" report_status \
+        sobirl report "$RUNS/$section" --output "$OUT/$section/report.md" --complete-only
     cat "$timings"
     [ "$report_status" -eq 0 ] || return "$report_status"
     return "$status"

@@ -693,12 +693,18 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sub.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a sweep directory")
     sub.add_argument("--output", type=Path, default=None, help="the report file; when not given: SWEEP_DIR/report.md")
     sub.add_argument("--window", type=int, default=5, help="evaluations averaged per run for the windowed column")
+    sub.add_argument(
+        "--complete-only",
+        action="store_true",
+        help="the table, figures and command lines over the complete trials only (unfinished ones are listed as "
+        "missing), for publishing the report of a sweep that is running or was stopped",
+    )
     sub.set_defaults(handler=functools.partial(_run_report, sub))
 
 
 def _run_report(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
     try:
-        path = write_report(args.sweep_dir, args.output, window=args.window)
+        path = write_report(args.sweep_dir, args.output, window=args.window, complete_only=args.complete_only)
     except (ValueError, TypeError, OSError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(path)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    sobirl report SWEEP_DIR [--output FILE] [--window N]
+    sobirl report SWEEP_DIR [--output FILE] [--window N] [--complete-only]
 
 The report (default ``SWEEP_DIR/report.md``) holds: the grid of ``sweep.yaml`` (environments, algorithms, seeds,
 agent steps per trial); the results table of the trials that have metrics (:func:`~sobirl.experiments.rlhf_summary.
@@ -14,7 +14,9 @@ written outside the sweep directory also gets, beside it, a copy of ``sweep.yaml
 directory holding those two files as complete, so copying them back into a sweep directory resumes the grid); the
 trials that are failed (``failures.yaml``), unfinished or not started; and how it was produced: each distinct
 command line and the software versions recorded in the trials' ``config.yaml``. Trials that are still running are
-reported with the steps they have; run the command again for an up-to-date report.
+reported with the steps they have; run the command again for an up-to-date report. With ``complete_only``
+(``--complete-only``) the table, figures and provenance cover the complete trials only, so the report of a sweep
+that is still running or was stopped can be published: its unfinished trials are only listed as missing.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ sweep directory."""
 
 
 def write_report(
-    sweep_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None, window: int = 5
+    sweep_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    window: int = 5,
+    complete_only: bool = False,
 ) -> Path:
     """Write the markdown report of ``sweep_dir`` (module docstring) and its figures.
 
@@ -53,21 +58,30 @@ def write_report(
             where that is not the sweep directory, a copy of ``sweep.yaml`` and of each complete trial's
             ``config.yaml`` and ``metrics.csv`` (in ``trials/<trial>/``).
         window: evaluations averaged per run for the table's windowed column (``>= 1``).
+        complete_only: the table, figures and command lines over the complete trials only (``sweep.is_complete``);
+            False: over every trial with a metrics row, running ones included.
 
     Returns:
         The report's path.
 
     Raises:
-        ValueError: ``sweep_dir`` is not a sweep directory, no trial has metrics yet, or ``window < 1``.
+        ValueError: ``sweep_dir`` is not a sweep directory, no trial has metrics yet (no trial is complete, with
+            ``complete_only``), or ``window < 1``.
     """
     check_int("window", window, low=1)
     sweep_dir = Path(sweep_dir)
     spec = read_sweep(sweep_dir)
     trials = spec.trials()
     steps = {trial.name: _steps(sweep_dir / trial.name) for trial in trials}
-    with_metrics = [sweep_dir / name for name, reached in steps.items() if reached is not None]
-    if not with_metrics:
-        raise ValueError(f"sweep directory {sweep_dir} has no trial with a row in its {METRICS_FILE} yet")
+    complete = [sweep_dir / t.name for t in trials if is_complete(sweep_dir / t.name, t.config.total_steps)]
+    if complete_only:
+        with_metrics = complete
+        if not with_metrics:
+            raise ValueError(f"sweep directory {sweep_dir} has no complete trial yet")
+    else:
+        with_metrics = [sweep_dir / name for name, reached in steps.items() if reached is not None]
+        if not with_metrics:
+            raise ValueError(f"sweep directory {sweep_dir} has no trial with a row in its {METRICS_FILE} yet")
     table = summary_table(with_metrics, window=window)
     path = sweep_dir / REPORT_FILE if output is None else Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,16 +90,16 @@ def write_report(
     elsewhere = not base_config.exists() or not base_config.samefile(sweep_dir / SWEEP_FILE)
     if elsewhere:
         shutil.copyfile(sweep_dir / SWEEP_FILE, base_config)
-        for trial in trials:
-            if is_complete(sweep_dir / trial.name, trial.config.total_steps):
-                kept = path.parent / TRIALS_DIR / trial.name
-                kept.mkdir(parents=True, exist_ok=True)
-                for file in (CONFIG_FILE, METRICS_FILE):
-                    shutil.copyfile(sweep_dir / trial.name / file, kept / file)
+        for trial_dir in complete:
+            kept = path.parent / TRIALS_DIR / trial_dir.name
+            kept.mkdir(parents=True, exist_ok=True)
+            for file in (CONFIG_FILE, METRICS_FILE):
+                shutil.copyfile(trial_dir / file, kept / file)
+    scope = f"The {len(with_metrics)} complete trials of {len(trials)}.\n\n" if complete_only else ""
     sections = [
         f"# Sweep {sweep_dir.name}",
         _grid_section(spec, trials_kept=elsewhere),
-        f"## Results\n\n{table}",
+        f"## Results\n\n{scope}{table}",
         _figures_section(figures, path.parent),
         _missing_section(sweep_dir, trials, steps),
         _provenance_section(with_metrics),
