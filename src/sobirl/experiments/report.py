@@ -101,7 +101,7 @@ def write_report(
         _grid_section(spec, trials_kept=elsewhere),
         f"## Results\n\n{scope}{table}",
         _figures_section(figures, path.parent),
-        _missing_section(sweep_dir, trials, steps),
+        _missing_section(sweep_dir, trials, steps, complete),
         _provenance_section(with_metrics),
     ]
     path.write_text("\n\n".join(sections) + "\n")
@@ -142,14 +142,17 @@ def _figures_section(figures: Sequence[Path], report_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _missing_section(sweep_dir: Path, trials: Sequence[Trial], steps: dict[str, int | None]) -> str:
-    """The trials without a complete ``metrics.csv`` (``sweep.is_complete``): failed (``failures.yaml``),
+def _missing_section(
+    sweep_dir: Path, trials: Sequence[Trial], steps: dict[str, int | None], complete: Sequence[Path]
+) -> str:
+    """The trials not in ``complete`` (their directories, ``sweep.is_complete``): failed (``failures.yaml``),
     unfinished, or not started; ``steps``: each trial's agent steps so far (None: no metrics row)."""
     failures = _read_failures(sweep_dir)
+    done = {path.name for path in complete}
     rows = []
     for trial in trials:
         total = trial.config.total_steps
-        if is_complete(sweep_dir / trial.name, total):
+        if trial.name in done:
             continue
         reached = steps[trial.name]
         if trial.name in failures:
