@@ -17,8 +17,8 @@
 # OUT, RUNS, SEEDS (default 5), HALFCHEETAH_SEEDS (default 3), WORKERS (default 2) and SET (KEY=VALUE overrides for
 # every trial, after the section's own, e.g. a quick check of the script: OUT=/tmp/check RUNS=/tmp/check-runs
 # SEEDS=1 SET="total_steps=2000 eval_interval=1000 checkpoint_interval=1000") may be set in the environment.
-# Sizes on a 2-core machine, one trial per core: pendulum 6 algorithms x 5 seeds of 30k agent steps (792-936 s per
-# trial for the first 12, 2 workers and nothing else running: about 3.6 h); cartpole 6 x 5 of 50k steps (704-909 s per
+# Sizes on a 2-core machine, one trial per core: pendulum 6 algorithms x 5 seeds of 30k agent steps (775-1048 s per
+# trial, 2 workers and nothing else running: 3.8 h); cartpole 6 x 5 of 50k steps (704-909 s per
 # trial, 2 workers and nothing else running: 3.5 h); halfcheetah sobirl and drlhf x 3 seeds (HALFCHEETAH_SEEDS) of
 # 50k steps, half the config's 100k (about 14 min per trial; with WORKERS=1, beside one other run, the section took
 # 87 min; needs `pip install -e ".[mujoco]"`).
