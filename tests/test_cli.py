@@ -378,6 +378,21 @@ def test_metrics_logger_rows_and_errors(tmp_path: Path) -> None:
         MetricsLogger(tmp_path)
 
 
+def test_metrics_logger_fixed_columns(tmp_path: Path) -> None:
+    with MetricsLogger(tmp_path, columns=["iteration", "objective", "newer"]) as logger:
+        assert (tmp_path / "metrics.csv").read_text().splitlines() == ["iteration,objective,newer"]  # before any row
+        logger.log({"iteration": 0.0, "objective": 2.0})  # a row read back from a file without the newer column
+        logger.log({"iteration": 1.0, "newer": 3.0})
+        with pytest.raises(ValueError, match="columns extra outside the header iteration, objective, newer"):
+            logger.log({"iteration": 2.0, "extra": 1.0})
+    assert read_metrics(tmp_path) == [
+        {"iteration": "0.0", "objective": "2.0", "newer": ""},
+        {"iteration": "1.0", "objective": "", "newer": "3.0"},
+    ]
+    with pytest.raises(ValueError, match="columns must include 'iteration'"):
+        MetricsLogger(tmp_path / "other", columns=["objective"])
+
+
 def test_plot_convergence_without_optimum_and_from_plain_rows(tmp_path: Path) -> None:
     rows = [{"iteration": float(k), "objective": 5.0 - k, "grad_norm": 2.0**-k} for k in range(5)]
     path = plot_convergence(rows, tmp_path / "plot.png", title="test")

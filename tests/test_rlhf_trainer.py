@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import signal
@@ -67,7 +68,7 @@ def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
         assert -16.3 * 50 <= row["train_return"] <= 0 and -16.3 * 50 <= row["eval_return"] <= 0
         assert 0 < row["alpha"] <= 1 and row["steps_per_s"] > 0 and row["wall_time"] > 0
     assert rows[0]["alpha"] == 1.0 and rows[-1]["alpha"] < 1.0  # SAC trains after 100 steps
-    learned = ["preference_accuracy", "reward_loss", "exploration_norm"]
+    learned = ["preference_accuracy", "accuracy_pairs", "reward_loss", "exploration_norm"]
     if algo == "sac-true-reward":
         assert all(math.isnan(r[k]) for r in rows for k in learned) and [r["pairs"] for r in rows] == [0, 0, 0]
         return
@@ -75,6 +76,8 @@ def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
     assert [r["pairs"] for r in rows] == [22, 32, 40]
     for row in rows:
         assert 0 <= row["preference_accuracy"] <= 1 and 0 < row["reward_loss"] < 10
+        # real-valued rewards: only a pair that draws the same fragment twice (the draws are independent) ties
+        assert SMOKE["held_out_pairs"] - 3 <= row["accuracy_pairs"] <= SMOKE["held_out_pairs"]
         assert (row["exploration_norm"] == 0) == (algo == "drlhf")
 
 
@@ -113,7 +116,7 @@ def test_every_algo_runs_on_discrete_cartpole(algo, tmp_path):
         # CartPole pays +1 per step: fragments inside episodes all return their length, every pair is a tie (its
         # labels are coin flips) and the held-out accuracy, over decided pairs only, is undefined
         assert np.all(trainer.labeller.probabilities(pairs) == 0.5)
-        assert all(math.isnan(r["preference_accuracy"]) for r in rows)
+        assert all(math.isnan(r["preference_accuracy"]) and r["accuracy_pairs"] == 0 for r in rows)
     resumed = RLHFTrainer.resume(tmp_path)
     assert isinstance(resumed.model, DiscreteSAC) and resumed.steps == 200
 
@@ -168,6 +171,7 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
         assert math.isfinite(row["reward_loss"]) and (row["exploration_norm"] > 0) == (algo != "drlhf")
         # no enemy is hit in the first 60 steps of a game: every fragment scores 0, so every pair ties
         assert np.all(trainer.labeller.probabilities(pairs) == 0.5) and math.isnan(row["preference_accuracy"])
+        assert row["accuracy_pairs"] == 0
     resumed = RLHFTrainer.resume(tmp_path)
     assert type(resumed.model.replay_buffer) is buffer_class and resumed.model.replay_buffer.size() == 200
     if algo != "sac-true-reward":
@@ -332,10 +336,18 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
     run_dir = only_run_dir(out)
     assert latest_checkpoint(run_dir).name == "step-200"
     assert [r["agent_steps"] for r in read_metrics(run_dir)][:3] == [100, 200, 300]
+    # the killed run's metrics.csv as a version before the accuracy_pairs column wrote it
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        table = list(csv.reader(fh))
+    drop = table[0].index("accuracy_pairs")
+    with open(run_dir / "metrics.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(row[:drop] + row[drop + 1 :] for row in table)
 
     assert main(["rlhf", "--resume", str(run_dir), "--no-progress"]) == 0
     rows = read_metrics(run_dir)
     assert [r["agent_steps"] for r in rows] == [100, 200, 300, 400, 500, 600]
+    assert list(rows[0]) == list(METRIC_COLUMNS)  # the kept rows lack only the newer column
+    assert [math.isnan(r["accuracy_pairs"]) for r in rows] == [True, True, False, False, False, False]
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["pairs"] for r in rows] == sorted(r["pairs"] for r in rows) and rows[-1]["pairs"] == 40
     assert latest_checkpoint(run_dir).name == "step-600" and (run_dir / "return.png").exists()
@@ -344,7 +356,7 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
     assert [(e.step, e.value) for e in events.Scalars("agent_steps")] == [(k, 100.0 * k) for k in range(1, 7)]
     # resuming a finished run changes nothing
     assert main(["rlhf", "--resume", str(run_dir), "--no-progress"]) == 0
-    assert read_metrics(run_dir) == rows
+    np.testing.assert_equal(read_metrics(run_dir), rows)  # NaN equal to NaN
 
 
 @pytest.mark.parametrize(

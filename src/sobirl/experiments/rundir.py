@@ -100,25 +100,32 @@ def write_config(run_dir: Path, config: dict[str, Any], *, command: Sequence[str
 class MetricsLogger:
     """Log metric rows to ``metrics.csv`` and to TensorBoard scalars in a run directory.
 
-    The CSV header is taken from the first row; later rows may omit columns (left empty) but not add new ones.
+    The CSV header is ``columns``, or else the first row's keys; a row may omit columns (left empty) but not add new
+    ones.
     Every numeric value except ``iteration`` becomes a TensorBoard scalar tagged with its key at step
     ``int(row["iteration"])``. Use it as a context manager so that an interrupted run still closes (and
     flushes) both outputs.
 
     Args:
         run_dir: the run directory; ``metrics.csv`` must not exist in it yet.
+        columns: the CSV header, written at once (default: the first row's keys). Fixing it lets rows read back from
+            an older file that lacks a newer column be logged again, that column left empty.
 
     Example:
         >>> with MetricsLogger(run_dir) as logger:  # doctest: +SKIP
         ...     solve(prob, prob.x0, callback=logger.log)
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, columns: Sequence[str] | None = None) -> None:
+        if columns is not None and "iteration" not in columns:
+            raise ValueError(f"columns must include 'iteration', got {', '.join(columns)}")
         self.run_dir = Path(run_dir)
         self.csv_path = self.run_dir / METRICS_FILE
         self.tensorboard_dir = self.run_dir / TENSORBOARD_DIR
         self._file = open(self.csv_path, "x", newline="")  # noqa: SIM115  (closed by close())
         self._csv: csv.DictWriter[str] | None = None
+        if columns is not None:
+            self._start(list(columns))
         self._tb = SummaryWriter(log_dir=str(self.tensorboard_dir))
         self._closed = False
 
@@ -129,22 +136,31 @@ class MetricsLogger:
             row: metrics of one step; must hold ``iteration``.
 
         Raises:
-            ValueError: the row lacks ``iteration``, has a column the first row did not have, or the logger
-                is closed.
+            ValueError: the row lacks ``iteration``, has a column outside the header, or the logger is closed.
         """
         if self._closed:
             raise ValueError("MetricsLogger is closed")
         if "iteration" not in row:
             raise ValueError(f"a metrics row needs an 'iteration' key, got keys {', '.join(row)}")
-        if self._csv is None:
-            self._csv = csv.DictWriter(self._file, fieldnames=list(row), restval="")
-            self._csv.writeheader()
-        self._csv.writerow(row)
+        writer = self._csv if self._csv is not None else self._start(list(row))
+        extra = [key for key in row if key not in writer.fieldnames]
+        if extra:
+            raise ValueError(
+                f"metrics row has columns {', '.join(extra)} outside the header {', '.join(writer.fieldnames)}"
+            )
+        writer.writerow(row)
         self._file.flush()  # an interrupted or crashed run keeps every row logged so far
         step = int(row["iteration"])
         for key, value in row.items():
             if key != "iteration" and isinstance(value, numbers.Real) and not isinstance(value, bool):
                 self._tb.add_scalar(key, value, global_step=step)
+
+    def _start(self, columns: list[str]) -> csv.DictWriter[str]:
+        """Write the CSV header; the writer of the rows."""
+        self._csv = csv.DictWriter(self._file, fieldnames=columns, restval="")
+        self._csv.writeheader()
+        self._file.flush()
+        return self._csv
 
     def close(self) -> None:
         """Flush and close the CSV file and the TensorBoard writer (idempotent)."""

@@ -96,6 +96,7 @@ METRIC_COLUMNS = (
     "train_return",
     "eval_return",
     "preference_accuracy",
+    "accuracy_pairs",
     "reward_loss",
     "exploration_norm",
     "alpha",
@@ -105,7 +106,8 @@ METRIC_COLUMNS = (
 )
 """Columns of ``metrics.csv``: the evaluation number, agent steps, the mean true return of the last
 ``return_window`` training episodes, the policy's mean true return on the evaluation environment (argmax or sampled
-actions: ``eval_deterministic``), the reward net's accuracy on held-out pairs, the mean preference cross-entropy and
+actions: ``eval_deterministic``), the reward net's accuracy on held-out pairs and how many pairs it was computed over
+(those the labeller does not tie: an accuracy over few pairs is noise), the mean preference cross-entropy and
 ``|exploration term|`` over the last reward update's batches, SAC's temperature, the pairs queried so far, agent
 steps per second since the previous row, and seconds since the run started (over resumes). Undefined values (no
 episode yet, ``sac-true-reward``) are NaN."""
@@ -765,12 +767,14 @@ class RLHFTrainer:
         train_return = float(np.mean([t.true_return() for t in recent])) if recent else math.nan
         steps_per_s = (self.steps - s.row_steps) / max(s.wall_time - s.row_wall_time, 1e-9)
         s.row_steps, s.row_wall_time = self.steps, s.wall_time
+        accuracy, accuracy_pairs = self._held_out_accuracy(np.random.default_rng([c.seed, _HELD_OUT_STREAM, k]))
         return {
             "iteration": k,
             "agent_steps": self.steps,
             "train_return": train_return,
             "eval_return": self._eval_return(np.random.SeedSequence([c.seed, _EVAL_STREAM, k])),
-            "preference_accuracy": self._held_out_accuracy(np.random.default_rng([c.seed, _HELD_OUT_STREAM, k])),
+            "preference_accuracy": accuracy,
+            "accuracy_pairs": accuracy_pairs,
             "reward_loss": s.reward_loss,
             "exploration_norm": s.exploration_norm,
             "alpha": sac_temperature(self.model),
@@ -800,13 +804,15 @@ class RLHFTrainer:
                 returns.append(total)
         return float(np.mean(returns))
 
-    def _held_out_accuracy(self, rng: np.random.Generator) -> float:
+    def _held_out_accuracy(self, rng: np.random.Generator) -> tuple[float, float]:
         """The reward net's agreement with the labeller's preferred fragment on fresh pairs cut from the latest
-        ``held_out_episodes`` training episodes (NaN without a reward net or a long enough episode)."""
+        ``held_out_episodes`` training episodes, and the number of those pairs the labeller does not tie, which the
+        accuracy is taken over (both NaN without a reward net or a long enough episode; NaN and 0 when every pair
+        ties)."""
         c = self.config
         recent = [t for t in self.recorder.trajectories[-c.held_out_episodes :] if len(t) >= c.fragment_length]
         if self.reward_net is None or not recent:
-            return math.nan
+            return math.nan, math.nan
         pairs = sample_fragment_pairs(recent, c.held_out_pairs, c.fragment_length, rng)
         param = next(self.reward_net.parameters())
         self.reward_net.eval()  # frozen output statistics, so the chunks see the same net
@@ -818,7 +824,7 @@ class RLHFTrainer:
                 chunks.append(preference_logits(self.reward_net, obs, act))
         logits = torch.cat(chunks)
         probabilities = torch.as_tensor(self.labeller.probabilities(pairs), device=logits.device)
-        return preference_accuracy(logits, probabilities)
+        return preference_accuracy(logits, probabilities), int((probabilities != 0.5).sum())
 
     # ---- run directory, checkpoints, resume -----------------------------------------------------------------
 
@@ -826,13 +832,13 @@ class RLHFTrainer:
         """A logger appending to ``metrics.csv`` after the ``state.rows`` rows of the last checkpoint."""
         path = self.run_dir / METRICS_FILE
         if not path.exists():
-            return MetricsLogger(self.run_dir)
+            return MetricsLogger(self.run_dir, METRIC_COLUMNS)
         kept = read_metrics(self.run_dir)[: self.state.rows]
         # TensorBoard drops every earlier point (the killed run's, some logged after its checkpoint); the kept rows
         # are logged again below
         SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=0).close()
         path.unlink()
-        logger = MetricsLogger(self.run_dir)
+        logger = MetricsLogger(self.run_dir, METRIC_COLUMNS)  # rows of an older version lack its newer columns
         for row in kept:
             logger.log(row)
         return logger
