@@ -1,18 +1,21 @@
-"""Atari games for deep RLHF: make_atari's frames, raw scores and episode ends, the frame-stack replay buffer on the
-real game, and the error without the atari extra."""
+"""Atari games for deep RLHF: make_atari's frames, raw scores and episode ends, gymnasium's conventions (check_env, a
+spec that rebuilds the same game), the frame-stack replay buffer on the real game, and the error without the atari
+extra."""
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sobirl.agents import FrameStackReplayBuffer
-from sobirl.envs import is_atari, make_atari
+from sobirl.envs import ATARI_ENV_ID, is_atari, make_atari
 from test_frame_buffer import GROWN, assert_same_samples, transitions
 
 BEAMRIDER = "ALE/BeamRider-v5"
@@ -60,6 +63,54 @@ def test_time_limit_counts_agent_steps_and_its_truncation_starts_a_new_game():
             # a new game: at most 30 no-ops and FIRE, where the no-op step of a lost life would go on from frame ~110
             assert env.unwrapped.ale.getEpisodeFrameNumber() <= 30 + 4 * 2
     assert ends == [(20, False, True), (40, False, True), (60, False, True)]
+    env.close()
+
+
+def frames(env: gym.Env, seed: int, steps: int) -> list[tuple]:
+    """Always FIRE for ``steps`` steps from ``reset(seed=seed)``, resetting at each episode end: a digest of each
+    observation, the rewards and the flags."""
+    obs, _ = env.reset(seed=seed)
+    out: list[tuple] = [(int(obs.sum()),)]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(1)
+        out.append((int(obs.sum()), float(reward), terminated, truncated))
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append((int(obs.sum()),))
+    return out
+
+
+@pytest.mark.parametrize("max_episode_steps", [None, 12])
+def test_check_env_passes_and_the_spec_rebuilds_the_same_game(max_episode_steps):
+    env = make_atari(BEAMRIDER, max_episode_steps=max_episode_steps, frame_stack=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")  # gym.make's wrappers
+        check_env(env, skip_render_check=True)  # human rendering would open a window
+    spec = env.spec
+    assert spec.id == ATARI_ENV_ID and spec.max_episode_steps == max_episode_steps
+    assert spec.kwargs == {"game": BEAMRIDER, "frame_stack": 2, "terminal_on_life_loss": True, "noop_max": 30}
+    rebuilt = spec.make()
+    assert rebuilt.observation_space == env.observation_space and rebuilt.spec == spec
+    assert frames(rebuilt, seed=5, steps=30) == frames(env, seed=5, steps=30)
+    rendered = gym.make(ATARI_ENV_ID, game=BEAMRIDER, render_mode="rgb_array")
+    rendered.reset(seed=0)
+    assert rendered.render().shape == (210, 160, 3)
+    for e in (env, rebuilt, rendered):
+        e.close()
+
+
+def test_reset_with_a_seed_or_mid_episode_starts_a_new_game():
+    env = make_atari(BEAMRIDER)
+    first, _ = env.reset(seed=3)
+    for _ in range(5):
+        env.step(1)
+    again, _ = env.reset(seed=3)  # SB3's EpisodicLifeEnv alone would take a no-op step in the running game
+    np.testing.assert_array_equal(again, first)
+    assert env.unwrapped.ale.getEpisodeFrameNumber() <= 30 + 4 * 2
+    env.step(1)
+    env.reset()  # mid-episode, no seed: a new game as well
+    assert env.unwrapped.ale.getEpisodeFrameNumber() <= 30 + 4 * 2
     env.close()
 
 

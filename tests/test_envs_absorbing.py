@@ -1,13 +1,16 @@
 """Absorbing termination: fixed-horizon episodes whose steps after termination return the terminal observation and
-reward 0, and what it changes for synthetic preferences on CartPole."""
+reward 0, what it changes for synthetic preferences on CartPole, and gymnasium's conventions (check_env, a spec that
+rebuilds the same environment)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from smoke import SMOKE
@@ -17,7 +20,8 @@ from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, make_env
 
 def test_termination_becomes_an_absorbing_state_until_the_time_limit():
     plain, env = gym.make("CartPole-v1", max_episode_steps=40), absorbing_env("CartPole-v1", max_episode_steps=40)
-    assert isinstance(env.unwrapped, type(plain.unwrapped)) and isinstance(env.env, AbsorbingTermination)
+    assert isinstance(env.unwrapped, type(plain.unwrapped)) and isinstance(env, AbsorbingTermination)
+    assert isinstance(env.env, gym.wrappers.TimeLimit) and env.horizon == 40 and env.spec.max_episode_steps == 40
     assert env.observation_space.shape == (5,) and env.observation_space.high[-1] == 1
     absorbing_state = np.array([0, 0, 0, 0, 1], dtype=np.float32)
     for seed in (0, 1):
@@ -63,7 +67,7 @@ def test_absorbing_steps_truncate_the_episode_in_the_absorbing_state(k):
     np.testing.assert_array_equal(info[0]["terminal_observation"], [0, 0, 0, 0, 1])
     evaluation = make_env(config, evaluation=True)  # ends at termination, as before
     evaluation.reset(seed=0)
-    assert not evaluation.env.absorb and evaluation.env.absorbing_steps is None
+    assert not evaluation.absorb and evaluation.absorbing_steps is None and evaluation.horizon is None
     with pytest.raises(ValueError, match="absorbing_steps must be an integer >= 1, got 0"):
         AbsorbingTermination(gym.make("CartPole-v1"), absorbing_steps=0)
     with pytest.raises(ValueError, match="absorbing_steps=25 needs absorbing_termination: true"):
@@ -92,7 +96,7 @@ def test_an_environment_without_time_limit_is_refused():
 
 def test_cartpole_preferences_are_informative_with_absorbing_termination(tmp_path):
     changes = dict(env="CartPole-v1", algo="sobirl", total_steps=200, fragment_length=25, absorbing_termination=True)
-    config = RLHFConfig(**{**SMOKE, **changes})
+    config = RLHFConfig.from_dict({**SMOKE, **changes})
     train, evaluation = make_env(config), make_env(config, evaluation=True)
     assert train.spec.max_episode_steps == 50 and train.observation_space == evaluation.observation_space
     trainer = RLHFTrainer(config, tmp_path)
@@ -105,3 +109,63 @@ def test_cartpole_preferences_are_informative_with_absorbing_termination(tmp_pat
     assert math.isfinite(rows[-1]["exploration_norm"])
     with pytest.raises(TypeError, match="absorbing_termination must be true or false, got 'yes'"):
         RLHFConfig(absorbing_termination="yes")
+
+
+def rollout(env: gym.Env, seed: int, steps: int) -> list[tuple]:
+    """``steps`` steps of always pushing left (action 0) from ``reset(seed=seed)``, resetting at each episode end:
+    the observations, rewards, flags and absorbing markers."""
+    obs, _ = env.reset(seed=seed)
+    out: list[tuple] = [(obs.tolist(),)]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(0)
+        out.append((obs.tolist(), float(reward), terminated, truncated, info.get("absorbing", False)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append((obs.tolist(),))
+    return out
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_episode_steps": 40},  # training: absorbing until the time limit
+        {"max_episode_steps": 40, "absorbing_steps": 7},  # training: truncated in the absorbing state
+        {"absorb": False},  # evaluation: the indicator only, termination passed on
+    ],
+)
+def test_check_env_passes_and_the_spec_rebuilds_the_same_environment(kwargs):
+    env = absorbing_env("CartPole-v1", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # the checker's notes on the wrapped environment and on CartPole's unbounded Box are not failures
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+        warnings.filterwarnings("ignore", message=".*Box observation space (minimum|maximum) value is")
+        check_env(env, skip_render_check=True)  # CartPole's render modes need pygame, not installed
+    spec = env.spec
+    limit = kwargs.get("max_episode_steps", 500)
+    assert spec.max_episode_steps == limit
+    assert [w.name for w in spec.additional_wrappers] == ["AbsorbingTermination"]
+    assert spec.additional_wrappers[0].kwargs == {
+        "absorb": kwargs.get("absorb", True),
+        "absorbing_steps": kwargs.get("absorbing_steps"),
+    }
+    rebuilt = spec.make()
+    assert isinstance(rebuilt, AbsorbingTermination) and isinstance(rebuilt.env, gym.wrappers.TimeLimit)
+    assert rebuilt.observation_space == env.observation_space and rebuilt.horizon == env.horizon
+    expected = rollout(env, seed=3, steps=120)
+    assert rollout(rebuilt, seed=3, steps=120) == expected
+    ends = [(k, step[2], step[3]) for k, step in enumerate(expected) if len(step) > 1 and (step[2] or step[3])]
+    if kwargs.get("absorb", True):  # fixed horizons: 40 steps, or fail + 7 absorbing steps; never a termination
+        assert ends and not any(terminated for _, terminated, _ in ends)
+    else:
+        assert ends and all(terminated for _, terminated, _ in ends)
+
+
+def test_a_wrapped_environment_without_time_limit_is_refused_unless_for_evaluation():
+    gym.register("sobirl-test/NoLimitPendulum-v0", entry_point="gymnasium.envs.classic_control:PendulumEnv")
+    with pytest.raises(ValueError, match="env 'sobirl-test/NoLimitPendulum-v0' has no time limit; absorbing"):
+        AbsorbingTermination(gym.make("sobirl-test/NoLimitPendulum-v0"))
+    evaluation = AbsorbingTermination(gym.make("sobirl-test/NoLimitPendulum-v0"), absorb=False)
+    assert evaluation.horizon is None and evaluation.observation_space.shape == (4,)
+    with pytest.raises(TypeError, match="absorb must be true or false, got 'no'"):
+        AbsorbingTermination(gym.make("CartPole-v1"), absorb="no")

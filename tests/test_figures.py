@@ -20,6 +20,9 @@ from sobirl.experiments.figures import (
     expand_run_dirs,
     load_runs,
     mean_and_se,
+    performance_profile_figure,
+    plot_performance_profile,
+    profile_thresholds,
     read_run,
     rlhf_figure,
     tabular_figure,
@@ -54,7 +57,7 @@ def rlhf_run(
     """An rlhf run directory with a metrics row per 1000 agent steps: eval returns ``returns`` (NaN: empty cell),
     accuracy ``0.5 + seed / 10 + k / 100`` at row k (none for sac-true-reward), 10 s of wall time per row."""
     run_dir.mkdir(parents=True)
-    config = RLHFConfig(**{**SMOKE, "algo": algo, "seed": seed, "env": env, "total_steps": total_steps})
+    config = RLHFConfig.from_dict({**SMOKE, "algo": algo, "seed": seed, "env": env, "total_steps": total_steps})
     values = {"experiment": "rlhf", **config.to_dict(), "versions": versions, "command_line": command}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     rows = []
@@ -86,7 +89,9 @@ def synthetic_run(
 def write_sweep_file(sweep: Path, algos: Sequence[str], seeds: Sequence[int], total_steps: int = 3000) -> Path:
     """``sweep/sweep.yaml`` of a grid of Pendulum trials (the directory is created)."""
     sweep.mkdir(parents=True)
-    spec = SweepSpec(RLHFConfig(**{**SMOKE, "total_steps": total_steps}), algos=tuple(algos), seeds=tuple(seeds))
+    spec = SweepSpec(
+        RLHFConfig.from_dict({**SMOKE, "total_steps": total_steps}), algos=tuple(algos), seeds=tuple(seeds)
+    )
     (sweep / SWEEP_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return sweep
 
@@ -343,3 +348,63 @@ def test_cli_writes_and_prints_the_figures(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out.split()
     assert printed == [f"figures/pendulum-{kind}.{fmt}" for kind in ("return", "accuracy") for fmt in ("png", "pdf")]
     assert all((tmp_path / p).stat().st_size > 1000 for p in printed)
+
+
+def grid_sweep(root: Path) -> Path:
+    """A sweep of drlhf over reward_lr 0.0001 (seeds 0, 1: final returns -100, -300) and 0.0003 (seed 0: -200)."""
+    sweep = root / "sweep"
+    sweep.mkdir(parents=True)
+    base = RLHFConfig.from_dict({**SMOKE, "total_steps": 3000})
+    spec = SweepSpec(base, algos=("drlhf",), seeds=(0, 1), grid={"reward_lr": [1e-4, 3e-4]})
+    (sweep / SWEEP_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    finals = {(1e-4, 0): -100.0, (1e-4, 1): -300.0, (3e-4, 0): -200.0}  # (3e-4, 1) not started
+    for trial in spec.trials():
+        lr, seed = trial.config.reward_lr, trial.config.seed
+        if (lr, seed) in finals:
+            rlhf_run(sweep / trial.name, "drlhf", seed, [-500.0, -400.0, finals[lr, seed]])
+            config = sweep / trial.name / "config.yaml"
+            config.write_text(config.read_text().replace("reward_lr: 0.0003", f"reward_lr: {lr}"))
+    return sweep
+
+
+def test_a_sweeps_grid_keys_split_the_lines_by_grid_point(tmp_path):
+    sweep = grid_sweep(tmp_path)
+    runs = load_runs([sweep])
+    assert [(run.label, run.seed) for run in runs] == [
+        ("drlhf reward_lr=0.0001", 0),
+        ("drlhf reward_lr=0.0003", 0),
+        ("drlhf reward_lr=0.0001", 1),
+    ]
+    pendulum = rlhf_figure(runs, "eval_return").axes[0]
+    assert legend(pendulum) == ["drlhf reward_lr=0.0001 (2 seeds)", "drlhf reward_lr=0.0003 (1 seed)"]
+    low, high = pendulum.get_lines()
+    np.testing.assert_allclose(low.get_ydata(), [-500.0, -400.0, -200.0])  # seeds 0 and 1 of 0.0001 only
+    np.testing.assert_allclose(high.get_ydata(), [-500.0, -400.0, -200.0])
+    assert low.get_color() != high.get_color()
+    together = load_runs([sweep], group_by=())  # grouped by algo only: one line of 3 seeds
+    assert legend(rlhf_figure(together, "eval_return").axes[0]) == ["drlhf (3 seeds)"]
+    with pytest.raises(ValueError, match="lacks reward_lrr, needed to plot rlhf runs"):
+        load_runs([sweep], group_by=("reward_lrr",))
+
+
+def test_performance_profile_fraction_of_runs_above_each_threshold_with_bands(tmp_path):
+    runs = load_runs([grid_sweep(tmp_path)])
+    taus = profile_thresholds([-100.0, -300.0, -200.0])
+    np.testing.assert_allclose(taus[[0, 25, 100]], [-310.0, -255.0, -90.0])  # the range, 5% wider either side
+    assert len(taus) == 101
+    ax = performance_profile_figure(runs, seed=0, reps=500).axes[0]
+    assert ax.get_title() == "Pendulum-v1" and ax.get_xlabel() == "final evaluation return threshold"
+    assert legend(ax) == ["drlhf reward_lr=0.0001 (2 seeds)", "drlhf reward_lr=0.0003 (1 seed)"]
+    two, one = ax.get_lines()
+    np.testing.assert_allclose(two.get_xdata(), taus)
+    np.testing.assert_allclose(two.get_ydata()[[0, 25, 100]], [1.0, 0.5, 0.0])  # -100 and -300 above -310, -255
+    np.testing.assert_allclose(one.get_ydata()[[0, 25, 100]], [1.0, 1.0, 0.0])
+    # the bootstrap band at -255 of 2 runs (one above): 0, 1/2 or 1 of them above, so 0 .. 1; one run: no width
+    two_band, one_band = bands(ax)
+    xs, ys = two_band.get_paths()[0].vertices.T
+    assert ys[np.isclose(xs, -255.0)].min() == 0.0 and ys[np.isclose(xs, -255.0)].max() == 1.0
+    xs, ys = one_band.get_paths()[0].vertices.T
+    assert set(ys[np.isclose(xs, -255.0)]) == {1.0}
+    (tmp_path / "figs").mkdir()
+    paths = plot_performance_profile(runs, tmp_path / "figs" / "profile", seed=0, reps=200)
+    assert [p.name for p in paths] == ["profile.png", "profile.pdf"] and paths[0].read_bytes()[:8] == PNG_MAGIC

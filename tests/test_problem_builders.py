@@ -305,8 +305,12 @@ def test_rlhf_exact_method_decreases_f():
 
 
 def test_rlhf_validates():
-    with pytest.raises(ValueError, match=r"\(S\*A\)\^H = \(5\*4\)\^3 = 8000 fragments exceeds 4096"):
-        tabular_rlhf(5, 4, 3)
+    long = tabular_rlhf(5, 4, 3)  # 8000 fragments: only the sampled objective
+    assert not long.exact_upper and tabular_rlhf().exact_upper
+    with pytest.raises(ValueError, match=r"\(S\*A\)\^H = 8000 fragments, more than the 4096"):
+        hyperobjective(long, long.x0)
+    with pytest.raises(ValueError, match="state_reward must be in"):
+        tabular_rlhf(state_reward=-1.0)
     with pytest.raises(ValueError, match=r"label_temperature must be in \(0, inf\)"):
         tabular_rlhf(label_temperature=0.0)
     with pytest.raises(ValueError, match="H must be an integer >= 1"):

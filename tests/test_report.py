@@ -1,4 +1,5 @@
-"""``sobirl report``: the markdown report of a sweep directory: grid, results table, figures linked relatively, the
+"""``sobirl report``: the markdown report of a sweep directory: grid, results table (a row per grid point),
+interquartile means with seeded bootstrap intervals, figures linked relatively (the performance profile included), the
 failed, unfinished and missing trials, command lines and versions, and one-line errors for bad input."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sobirl.cli import main
 from sobirl.experiments.report import write_report
 from sobirl.experiments.rlhf_summary import summary_table
 from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, is_complete, trial_name
-from test_figures import COMMAND, PNG_MAGIC, VERSIONS, rlhf_run, write_sweep_file
+from test_figures import COMMAND, PNG_MAGIC, VERSIONS, grid_sweep, rlhf_run, write_sweep_file
 
 ORACLE_COMMAND = "sobirl sweep configs/pendulum-cpu.yaml --algos drlhf,sobirl,sac-true-reward --seeds 3 --workers 2"
 RETURNS = {  # (algo, seed): eval returns at 1000, 2000, 3000 agent steps
@@ -203,3 +204,30 @@ def test_bad_input_fails_with_one_line(case, args, message, tmp_path, capsys):
     assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith("sobirl report: error: ")
     assert message.format(tmp=tmp_path) in err
     assert not (sweep / "report.md").exists() and not (sweep / "figures").exists()
+
+
+def test_report_of_a_grid_has_a_row_per_grid_point_and_seeded_aggregates(tmp_path, capsys):
+    sweep = grid_sweep(tmp_path)  # reward_lr 0.0001: seeds 0, 1 (final -100, -300); 0.0003: seed 0 (final -200)
+    text = write_report(sweep, window=2, seed=0).read_text()
+    assert "- algorithms: drlhf\n- reward_lr: 0.0001, 0.0003\n- seeds: 0, 1\n" in section(text, "Grid")
+    results = section(text, "Results").strip().splitlines()
+    assert results[0].startswith("| env | algo | reward_lr | seeds | agent steps | final eval return | last 2 evals |")
+    assert results[2].startswith("| Pendulum-v1 | drlhf | 0.0001 | 2 | 3000 | -200.0 +/- 100.0 | -300.0 +/- 50.0 |")
+    assert results[3].startswith("| Pendulum-v1 | drlhf | 0.0003 | 1 | 3000 | -200.0 +/- 0.0 | -300.0 +/- 0.0 |")
+    aggregates = section(text, "Aggregates").strip().splitlines()
+    assert "95% stratified bootstrap percentile interval (50000 replicates, seed 0" in aggregates[0]
+    # two seeds: the IQM is the mean, the interval's ends the two runs (last 2 evaluations: -250 and -350)
+    assert aggregates[-2:] == [
+        "| Pendulum-v1 | drlhf | 0.0001 | 2 | -200.0 [-300.0, -100.0] | -300.0 [-350.0, -250.0] |",
+        "| Pendulum-v1 | drlhf | 0.0003 | 1 | -200.0 [-200.0, -200.0] | -300.0 [-300.0, -300.0] |",
+    ]
+    figures = section(text, "Figures")
+    assert "![rlhf-profile](figures/rlhf-profile.png)" in figures and "(2000 replicates, seed 0)" in figures
+    assert (sweep / "figures" / "rlhf-profile.png").read_bytes()[:8] == PNG_MAGIC
+    assert "| rlhf-Pendulum-v1-drlhf-reward_lr=0.0003-seed1 | none | not started |" in text
+    assert write_report(sweep, window=2, seed=0).read_text() == text  # the same seed, the same report
+    assert main(["report", str(sweep), "--window", "2", "--seed", "7"]) == 0
+    assert capsys.readouterr().out.strip() == str(sweep / "report.md")
+    assert "(50000 replicates, seed 7;" in (sweep / "report.md").read_text()
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        write_report(sweep, seed=-1)

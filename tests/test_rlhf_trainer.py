@@ -59,7 +59,8 @@ def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
     for name in ("config.yaml", "metrics.csv", "return.png", "tensorboard"):
         assert (run_dir / name).exists(), name
     assert latest_checkpoint(run_dir).name == "step-300"
-    assert RLHFConfig.from_yaml(run_dir / "config.yaml") == RLHFConfig(algo=algo, total_steps=300, **SMOKE)
+    written = RLHFConfig.from_yaml(run_dir / "config.yaml")
+    assert written.resolved() == RLHFConfig.from_dict({**SMOKE, "algo": algo, "total_steps": 300}).resolved()
 
     rows = read_metrics(run_dir)
     assert list(rows[0]) == list(METRIC_COLUMNS)
@@ -84,7 +85,7 @@ def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
 @pytest.mark.parametrize("algo", ALGOS)
 def test_every_algo_runs_on_a_tiny_halfcheetah(algo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = RLHFConfig(**{**SMOKE, "env": "HalfCheetah-v5", "algo": algo, "total_steps": 200})
+    config = RLHFConfig.from_dict({**SMOKE, "env": "HalfCheetah-v5", "algo": algo, "total_steps": 200})
     trainer = RLHFTrainer(config, tmp_path)
     rows = trainer.run()
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's warnings go to Python's warnings
@@ -98,7 +99,7 @@ def test_every_algo_runs_on_a_tiny_halfcheetah(algo, tmp_path, monkeypatch):
 @pytest.mark.parametrize("algo", ALGOS)
 def test_every_algo_runs_on_discrete_cartpole(algo, tmp_path):
     changes = {"env": "CartPole-v1", "algo": algo, "total_steps": 200, "checkpoint_interval": 100, "fragment_length": 8}
-    config = RLHFConfig(**{**SMOKE, **changes})  # random CartPole episodes last ~20 steps
+    config = RLHFConfig.from_dict({**SMOKE, **changes})  # random CartPole episodes last ~20 steps
     write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})
     trainer = RLHFTrainer(config, tmp_path)
     rows = trainer.run()
@@ -132,6 +133,7 @@ ATARI_SMOKE = {
     "initial_reward_epochs": 1,
     "reward_batch_size": 4,
     "exploration_warmup": 0,
+    "estimator": "one-step",  # the successor-feature critic needs 1-D observations
     "sac_learning_starts": 100,
     "sac_buffer_size": 500,
     "sac_batch_size": 8,
@@ -147,7 +149,7 @@ ATARI_SMOKE = {
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_every_algo_runs_on_atari_frames(algo, tmp_path):
-    config = RLHFConfig(**{**ATARI_SMOKE, "algo": algo})
+    config = RLHFConfig.from_dict({**ATARI_SMOKE, "algo": algo})
     write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})
     trainer = RLHFTrainer(config, tmp_path)
     (row,) = trainer.run()
@@ -181,27 +183,27 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
 
 def test_target_entropy_scale_reaches_discrete_sac_and_only_discrete_actions(tmp_path):
     changes = {"env": "CartPole-v1", "total_steps": 100, "fragment_length": 8, "sac_target_entropy_scale": 0.5}
-    trainer = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), tmp_path)
+    trainer = RLHFTrainer(RLHFConfig.from_dict({**SMOKE, **changes}), tmp_path)
     assert trainer.model.target_entropy == pytest.approx(0.5 * math.log(2))
     assert RLHFTrainer(
-        RLHFConfig(**{**SMOKE, "env": "CartPole-v1", "fragment_length": 8}), tmp_path / "d"
+        RLHFConfig.from_dict({**SMOKE, "env": "CartPole-v1", "fragment_length": 8}), tmp_path / "d"
     ).model.target_entropy == pytest.approx(0.89 * math.log(2))
     with pytest.raises(
         ValueError, match=r"sac_target_entropy_scale is DiscreteSAC's \(Discrete actions\), and 'Pendulum-v1'"
     ):
-        trainer_module.make_env(RLHFConfig(**{**SMOKE, "sac_target_entropy_scale": 0.5}))
+        trainer_module.make_env(RLHFConfig.from_dict({**SMOKE, "sac_target_entropy_scale": 0.5}))
     with pytest.raises(ValueError, match=r"sac_target_entropy_scale must be in \(0, 1\], got 1.5"):
         RLHFConfig(sac_target_entropy_scale=1.5)
 
 
 def test_state_only_reward_reaches_the_per_action_net_and_only_discrete_actions(tmp_path):
     changes = {"env": "CartPole-v1", "total_steps": 100, "fragment_length": 8, "reward_state_only": True}
-    trainer = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), tmp_path)
+    trainer = RLHFTrainer(RLHFConfig.from_dict({**SMOKE, **changes}), tmp_path)
     assert trainer.reward_net.state_only and trainer.reward_net.body[-1].out_features == 1
     with pytest.raises(
         ValueError, match=r"reward_state_only is for the per-action reward net \(Discrete actions\), and "
     ):
-        trainer_module.make_env(RLHFConfig(**{**SMOKE, "reward_state_only": True}))
+        trainer_module.make_env(RLHFConfig.from_dict({**SMOKE, "reward_state_only": True}))
     with pytest.raises(TypeError, match="reward_state_only must be true or false, got 1"):
         RLHFConfig(reward_state_only=1)
 
@@ -210,8 +212,8 @@ def test_stochastic_evaluation_is_seeded_and_leaves_training_randomness_alone(tm
     """eval_deterministic false: actions sampled under a forked generator seeded by the evaluation, so the same
     evaluation gives the same return and torch's global stream is where it was."""
     changes = {"env": "CartPole-v1", "fragment_length": 8, "eval_episodes": 4}
-    stochastic = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes, "eval_deterministic": False}), tmp_path / "s")
-    deterministic = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), tmp_path / "d")
+    stochastic = RLHFTrainer(RLHFConfig.from_dict({**SMOKE, **changes, "eval_deterministic": False}), tmp_path / "s")
+    deterministic = RLHFTrainer(RLHFConfig.from_dict({**SMOKE, **changes}), tmp_path / "d")
     state = torch.get_rng_state()
     returns = [stochastic._eval_return(np.random.SeedSequence([0, 1])) for _ in range(2)]
     assert torch.equal(torch.get_rng_state(), state)
@@ -223,7 +225,9 @@ def test_stochastic_evaluation_is_seeded_and_leaves_training_randomness_alone(tm
 
 
 def test_shared_features_extractor_on_atari_frames(tmp_path):
-    config = RLHFConfig(**{**ATARI_SMOKE, "algo": "sobirl", "total_steps": 120, "sac_share_features_extractor": True})
+    config = RLHFConfig.from_dict(
+        {**ATARI_SMOKE, "algo": "sobirl", "total_steps": 120, "sac_share_features_extractor": True}
+    )
     write_config(tmp_path, {"experiment": "rlhf", **config.to_dict()})
     trainer = RLHFTrainer(config, tmp_path)
     trainer.run()
@@ -244,7 +248,7 @@ def test_second_term_on_the_newest_pairs(algo, tmp_path):
         changes = {"algo": algo, "total_steps": 200, "exploration_pairs": exploration_pairs, "grad_clip": 5.0}
         run_dir = tmp_path / str(exploration_pairs)
         run_dir.mkdir()
-        trainer = RLHFTrainer(RLHFConfig(**{**SMOKE, **changes}), run_dir)
+        trainer = RLHFTrainer(RLHFConfig.from_dict({**SMOKE, **changes}), run_dir)
         rows = trainer.run()
         assert all(r["exploration_norm"] > 0 and math.isfinite(r["reward_loss"]) for r in rows)
         nets.append(torch.cat([p.detach().reshape(-1) for p in trainer.reward_net.parameters()]))
@@ -258,10 +262,12 @@ def test_config_file_with_overrides_and_yaml_round_trip(tmp_path, capsys):
     argv = ["rlhf", "--config", str(config_file), "--seed", "2", "--total-steps", "100", "--output-dir", str(out)]
     assert main([*argv, "--set", "label_noise=0.1", "--set", "seed=9", "--no-progress"]) == 0  # --seed wins
     run_dir = only_run_dir(out)
-    expected = RLHFConfig(**{**SMOKE, "algo": "drlhf", "total_pairs": 30}, seed=2, total_steps=100, label_noise=0.1)
+    expected = RLHFConfig.from_dict(
+        {**SMOKE, "algo": "drlhf", "total_pairs": 30, "seed": 2, "total_steps": 100, "label_noise": 0.1}
+    )
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert written["experiment"] == "rlhf" and "rlhf --config" in written["command_line"]
-    assert RLHFConfig.from_yaml(run_dir / "config.yaml") == expected
+    assert RLHFConfig.from_yaml(run_dir / "config.yaml").resolved() == expected.resolved()
     assert RLHFConfig.from_dict(expected.to_dict()) == expected
     assert [r["agent_steps"] for r in read_metrics(run_dir)] == [100]
 
@@ -287,7 +293,9 @@ def test_shipped_configs_load(name):
 def collect_dataset(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
     run_dir = tmp_path / f"seed{seed}-{len(list(tmp_path.iterdir()))}"
     run_dir.mkdir()
-    config = RLHFConfig(**{**SMOKE, "total_steps": 200, "checkpoint_interval": 1000, "algo": "sobirl", "seed": seed})
+    config = RLHFConfig.from_dict(
+        {**SMOKE, "total_steps": 200, "checkpoint_interval": 1000, "algo": "sobirl", "seed": seed}
+    )
     trainer = RLHFTrainer(config, run_dir)
     trainer.run()
     pairs, labels = trainer.dataset.contents()
@@ -298,7 +306,7 @@ def test_same_seed_same_metrics(tmp_path):
     rows = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        config = RLHFConfig(**{**SMOKE, "algo": "stoc-sobirl", "total_steps": 200, "checkpoint_interval": 1000})
+        config = RLHFConfig.from_dict({**SMOKE, "algo": "stoc-sobirl", "total_steps": 200, "checkpoint_interval": 1000})
         rows.append(RLHFTrainer(config, tmp_path / name).run())
     timing = {"steps_per_s", "wall_time"}
     assert [{k: v for k, v in r.items() if k not in timing} for r in rows[0]] == [
@@ -375,7 +383,8 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
             ["--env", "ALE/BeamRider-v5", "--set", "absorbing_termination=true"],
             "absorbing_termination needs 1-D Box observations (e.g. CartPole-v1), and the Atari game",
         ),
-        (["--algo", "hpgd", "--set", "estimator=one-step"], "estimator of rule 'hpgd' must be one of ['monte-carlo']"),
+        (["--set", "estimator=two-step"], "unknown estimator 'two-step'; valid: successor-features, one-step"),
+        (["--set", "critic_lr=0"], "critic_lr must be in (0, inf)"),
         (["--algo", "pbrl", "--set", "penalty=-1"], "penalty must be in (0, inf), got -1"),
         (["--set", "grad_clip=0"], "grad_clip must be in (0, inf), got 0"),
         (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
@@ -422,7 +431,7 @@ def test_missing_atari_extra_names_it(command, tmp_path, capsys, monkeypatch):
 def test_resume_needs_a_checkpoint_and_its_own_config(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(RLHFConfig(**SMOKE).to_dict()))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(RLHFConfig.from_dict(SMOKE).to_dict()))
     for argv, message in (
         (["--resume", str(run_dir)], f"{run_dir} has no complete checkpoint in checkpoints/"),
         (["--resume", str(tmp_path)], f"{tmp_path} is not an rlhf run directory (no config.yaml)"),

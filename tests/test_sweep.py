@@ -1,5 +1,6 @@
-"""Sweeps of tiny RLHF trials: the grid, validation before any write, parallel runs equal to direct ones, skipping,
-resuming a killed sweep, retries of failed and crashed trials, and refusing a different grid in the same directory."""
+"""Sweeps of tiny RLHF trials: the grid (grid keys over any config field included), validation before any write,
+parallel runs equal to direct ones, skipping, resuming a killed sweep, retries of failed and crashed trials, refusing
+a different grid in the same directory, and the command line with --grid and its report."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ import pytest
 import yaml
 
 from smoke import SMOKE
-from sobirl.cli import main
+from sobirl.cli import grid_values, main
 from sobirl.experiments import sweep_backends
 from sobirl.experiments.rundir import write_config
 from sobirl.experiments.sweep import (
     FAILURES_FILE,
     SWEEP_FILE,
     SweepSpec,
+    grid_label,
     is_complete,
     run_sweep,
     trial_name,
@@ -38,7 +40,7 @@ COMMAND = ["sobirl", "sweep", "--name", "test"]
 
 
 def base(**changes: object) -> RLHFConfig:
-    return RLHFConfig(**{**TINY, "total_steps": 200, **changes})
+    return RLHFConfig.from_dict({**TINY, "total_steps": 200, **changes})
 
 
 def untimed(rows: list[dict[str, float]]) -> list[dict[str, float | None]]:
@@ -78,9 +80,108 @@ def test_grid_names_and_configs():
     assert trial_name("ALE/Pong-v5", "pbrl", 0) == "rlhf-ALE_Pong-v5-pbrl-seed0"
 
 
+def test_grid_keys_give_one_trial_per_point_named_by_its_values():
+    spec = SweepSpec(
+        base(reward_lr=1e-3),
+        algos=("drlhf", "sobirl"),
+        seeds=(0, 1),
+        grid={"reward_lr": [1e-4, 3e-4], "reward_hidden": [(64, 64), [16]]},
+    )
+    # keys sorted, whatever their order: a grid point has one trial name
+    assert spec.grid == {"reward_hidden": ([64, 64], [16]), "reward_lr": (1e-4, 3e-4)}  # tuples as YAML lists
+    assert list(spec.grid) == ["reward_hidden", "reward_lr"]
+    assert spec.points() == (
+        (("reward_hidden", [64, 64]), ("reward_lr", 1e-4)),
+        (("reward_hidden", [64, 64]), ("reward_lr", 3e-4)),
+        (("reward_hidden", [16]), ("reward_lr", 1e-4)),
+        (("reward_hidden", [16]), ("reward_lr", 3e-4)),
+    )
+    trials = spec.trials()
+    assert len(trials) == 2 * 4 * 2  # seeds x points x algos
+    assert [t.name for t in trials[:4]] == [
+        "rlhf-Pendulum-v1-drlhf-reward_hidden=64x64-reward_lr=0.0001-seed0",
+        "rlhf-Pendulum-v1-sobirl-reward_hidden=64x64-reward_lr=0.0001-seed0",
+        "rlhf-Pendulum-v1-drlhf-reward_hidden=64x64-reward_lr=0.0003-seed0",
+        "rlhf-Pendulum-v1-sobirl-reward_hidden=64x64-reward_lr=0.0003-seed0",
+    ]
+    assert trials[-1].name == "rlhf-Pendulum-v1-sobirl-reward_hidden=16-reward_lr=0.0003-seed1"
+    last = trials[-1].config
+    assert (last.reward_lr, last.reward_hidden, last.algo, last.seed) == (3e-4, (16,), "sobirl", 1)
+    assert last == base(reward_lr=3e-4, reward_hidden=[16], algo="sobirl", seed=1)  # the rest from the base
+    assert trials[-1].point == (("reward_hidden", [16]), ("reward_lr", 3e-4))
+    assert all(re.fullmatch(r"[A-Za-z0-9._=+-]+", t.name) for t in trials)  # safe in a path
+    again = SweepSpec.from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())))
+    assert again.trials() == trials and spec.to_dict()["grid"] == {
+        "reward_hidden": [[64, 64], [16]],
+        "reward_lr": [1e-4, 3e-4],
+    }
+    # no grid: the names and sweep.yaml of sweeps written before grids existed
+    plain = SweepSpec(base(), algos=("drlhf",), seeds=(0,))
+    assert plain.points() == ((),) and plain.trials()[0].name == "rlhf-Pendulum-v1-drlhf-seed0"
+    stored = plain.to_dict()
+    assert stored["grid"] == {} and SweepSpec.from_dict({k: v for k, v in stored.items() if k != "grid"}) == plain
+    assert [grid_label(v) for v in (1e-5, 2.0, 3, True, None, "one-step", [32, 32])] == [
+        "1e-05",
+        "2.0",
+        "3",
+        "true",
+        "null",
+        "one-step",
+        "32x32",
+    ]
+    joint = SweepSpec(base(), algos=("drlhf",), seeds=(0,), grid={"total_pairs": [100], "initial_pairs": [50]})
+    assert joint.trials()[0].config.initial_pairs == 50  # 50 > the base's 40 pairs, valid with the grid's 100
+    assert trial_name("ALE/Pong-v5", "pbrl", 0, {"estimator": "a/b", "clip": 1e20}) == (
+        "rlhf-ALE_Pong-v5-pbrl-estimator=a_b-clip=1e+20-seed0"
+    )
+
+
+def test_grid_values_parse_like_set_and_keep_lists_whole():
+    parsed = grid_values(["reward_lr=1e-4, 3e-4", "reward_hidden=[64, 64],[32]", "estimator='a,b',one-step"], "--grid")
+    assert parsed == {"reward_lr": [1e-4, 3e-4], "reward_hidden": [[64, 64], [32]], "estimator": ["a,b", "one-step"]}
+    assert grid_values(["reward_normalize=true,false", "clip=null,1"], "--grid") == {
+        "reward_normalize": [True, False],
+        "clip": [None, 1],
+    }
+    for items, message in (
+        (["reward_lr"], "--grid expects KEY=VALUE1,VALUE2,..., got 'reward_lr'"),
+        (["=1"], "--grid expects KEY=VALUE1,VALUE2,..., got '=1'"),
+        (["reward_lr=1e-4,"], "--grid reward_lr has an empty value in '1e-4,'"),
+        (["reward_lr=1", "reward_lr=2"], "--grid reward_lr is given twice"),
+        (["reward_hidden=[64,64"], "--grid reward_hidden: unbalanced brackets or quotes in '[64,64'"),
+    ):
+        with pytest.raises(ValueError) as exc:
+            grid_values(items, "--grid")
+        assert message in str(exc.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
+        (
+            {"grid": {"reward_lrr": [1e-4]}},
+            "trial rlhf-Pendulum-v1-sobirl-reward_lrr=0.0001-seed0: unknown config keys reward_lrr; valid: env,",
+        ),
+        ({"grid": {"seed": [1, 2]}}, "grid key 'seed' is an axis of its own: give it as the sweep's seeds"),
+        (
+            {"grid": {"reward_lr": [1e-4, -1]}},
+            "trial rlhf-Pendulum-v1-sobirl-reward_lr=-1-seed0: reward_lr must be in (0, inf), got -1",
+        ),
+        (
+            {"grid": {"estimator": ["sideways"]}},
+            "trial rlhf-Pendulum-v1-sobirl-estimator=sideways-seed0: ",  # the config's message names the valid ones
+        ),
+        ({"grid": {"reward_lr": []}}, "grid reward_lr must hold at least one value"),
+        ({"grid": {"reward_lr": [1e-4, 0.0001]}}, "grid reward_lr must not repeat a value, got 0.0001 more than once"),
+        (
+            {"grid": {"fragment_length": [25, 60]}},
+            "grid point fragment_length=60: fragment_length (60) is longer than the episodes of Pendulum-v1",
+        ),
+        (  # 50 initial pairs are valid with 100 pairs in all, not with 40
+            {"grid": {"total_pairs": [100, 40], "initial_pairs": [50]}},
+            "trial rlhf-Pendulum-v1-sobirl-initial_pairs=50-total_pairs=40-seed0: initial_pairs",
+        ),
+        ({"grid": {"reward_lr": "1e-4"}}, "grid reward_lr must be a sequence of values, got str"),
         (
             {"algos": ("sobirl", "pbrl-x")},
             "unknown algo 'pbrl-x'; valid: drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward",
@@ -95,8 +196,8 @@ def test_grid_names_and_configs():
         ({"algos": ("pbrl", "pbrl")}, "algos must not repeat a value, got 'pbrl' more than once"),
         ({"max_retries": -1}, "max_retries must be an integer >= 0, got -1"),
         (
-            {"algos": ("sobirl", "hpgd"), "base": base(estimator="one-step")},
-            "trial rlhf-Pendulum-v1-hpgd-seed0: estimator of rule 'hpgd' must be one of ['monte-carlo']",
+            {"algos": ("sobirl", "pbrl"), "base": base(penalty=0.0)},  # a setting only pbrl checks
+            "trial rlhf-Pendulum-v1-pbrl-seed0: penalty must be in (0, inf), got 0",
         ),
         ({"base": base(fragment_length=60)}, "fragment_length (60) is longer than the episodes of Pendulum-v1"),
         ({"name": "a/b"}, "sweep name must be a non-empty single path component, got 'a/b'"),
@@ -106,7 +207,7 @@ def test_bad_input_is_rejected_before_anything_is_written(changes, message, tmp_
     kwargs = {"base": base(), "algos": ("sobirl",), "seeds": (0,), **changes}
     name = kwargs.pop("name", "sweep")
     root = tmp_path / "sweeps"
-    with pytest.raises(ValueError) as exc:
+    with pytest.raises((ValueError, TypeError)) as exc:
         run_sweep(SweepSpec(**kwargs), root, name)
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert not root.exists()
@@ -142,7 +243,7 @@ def test_two_workers_complete_the_grid_with_the_metrics_of_direct_runs(finished,
         run_dir = result.sweep_dir / trial.name
         written = yaml.safe_load((run_dir / "config.yaml").read_text())
         assert written["experiment"] == "rlhf" and written["command_line"] == " ".join(COMMAND)
-        assert RLHFConfig.from_dict(written) == trial.config
+        assert RLHFConfig.from_dict(written).resolved() == trial.config.resolved()
         assert (run_dir / "return.png").is_file() and latest_checkpoint(run_dir).name == "step-200"
         rows = read_metrics(run_dir)
         assert [r["agent_steps"] for r in rows] == [100, 200] and [r["iteration"] for r in rows] == [1, 2]
@@ -202,6 +303,7 @@ def test_a_different_grid_in_the_same_directory_is_refused(finished):
         ({"algos": ("sobirl",)}, "algos: ['sobirl', 'sac-true-reward'] in sweep.yaml, ['sobirl'] given"),
         ({"seeds": (1, 2)}, "seeds: [1] in sweep.yaml, [1, 2] given"),
         ({"base": spec.base.replace(reward_lr=1e-3)}, "base reward_lr: 0.0003 in sweep.yaml, 0.001 given"),
+        ({"grid": {"reward_lr": [1e-3]}}, "grid: {} in sweep.yaml, {'reward_lr': [0.001]} given"),
     ):
         with pytest.raises(ValueError) as exc:
             run_sweep(dataclasses.replace(spec, **changes), root, "grid")
@@ -375,3 +477,62 @@ def test_cli_runs_then_skips_and_rejects_bad_grids(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "'parl'" in err
     assert "drlhf, sobirl, stoc-sobirl, hpgd, pbrl, sac-true-reward" in err and not (tmp_path / "other").exists()
+
+
+def test_cli_grid_over_a_config_field_runs_every_point_and_reports_a_row_per_point(tmp_path, capsys):
+    """The must-hold: ``sobirl sweep configs/pendulum-cpu.yaml --algos drlhf --seeds 2 --grid reward_lr=1e-4,3e-4``
+    (shrunk to 200 agent steps by --set) runs 4 trials, and ``sobirl report`` has a row per grid point."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "pendulum-cpu.yaml"
+    tiny = [f"--set={key}={value}" for key, value in {**TINY, "total_steps": 200}.items()]
+    argv = ["sweep", str(config), "--algos", "drlhf", "--seeds", "2", "--grid", "reward_lr=1e-4,3e-4", *tiny]
+    argv += ["--output-dir", str(tmp_path), "--name", "lr", "--no-progress"]
+    assert main(argv) == 0
+    assert "trials   4 run, 0 already complete, 0 failed" in capsys.readouterr().out
+    sweep_dir = tmp_path / "lr"
+    names = [f"rlhf-Pendulum-v1-drlhf-reward_lr={lr}-seed{seed}" for seed in (0, 1) for lr in ("0.0001", "0.0003")]
+    assert sorted(p.name for p in sweep_dir.iterdir()) == sorted([SWEEP_FILE, *names])
+    stored = yaml.safe_load((sweep_dir / SWEEP_FILE).read_text())
+    assert stored["grid"] == {"reward_lr": [1e-4, 3e-4]} and stored["seeds"] == [0, 1] and stored["algos"] == ["drlhf"]
+    for name in names:
+        written = RLHFConfig.from_yaml(sweep_dir / name / "config.yaml")
+        assert written.reward_lr == float(name.split("=")[1].split("-seed")[0]) and written.total_pairs == 40
+        assert [r["agent_steps"] for r in read_metrics(sweep_dir / name)] == [100, 200]
+    assert main(argv) == 0  # resume: every trial complete, nothing runs
+    assert "trials   0 run, 4 already complete, 0 failed" in capsys.readouterr().out
+
+    assert main(["report", str(sweep_dir)]) == 0
+    text = (sweep_dir / "report.md").read_text()
+    assert "- algorithms: drlhf\n- reward_lr: 0.0001, 0.0003\n- seeds: 0, 1\n" in text
+    results = text.split("## Results\n", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    assert results[0].startswith("| env | algo | reward_lr | seeds | agent steps | final eval return |")
+    assert [row.split(" | ")[:4] for row in results[2:]] == [
+        ["| Pendulum-v1", "drlhf", "0.0001", "2"],
+        ["| Pendulum-v1", "drlhf", "0.0003", "2"],
+    ]
+    aggregates = text.split("## Aggregates\n", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    assert [row.split(" | ")[:4] for row in aggregates[-2:]] == [
+        ["| Pendulum-v1", "drlhf", "0.0001", "2"],
+        ["| Pendulum-v1", "drlhf", "0.0003", "2"],
+    ]
+    assert (sweep_dir / "figures" / "rlhf-profile.png").is_file()
+    assert "drlhf reward_lr=0.0001 (2 seeds)" in _legend_texts(sweep_dir)
+
+    bad = ["sweep", str(config), "--algos", "drlhf", "--grid", "reward_lrr=1e-4", "--output-dir", str(tmp_path / "x")]
+    with pytest.raises(SystemExit) as exc:
+        main(bad)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "unknown config keys reward_lrr; valid: env, algo," in err
+    bad[5] = "reward_lr=1e-4,-1"
+    with pytest.raises(SystemExit) as exc:
+        main(bad)
+    err = capsys.readouterr().err
+    assert "trial rlhf-Pendulum-v1-drlhf-reward_lr=-1-seed0: reward_lr must be in (0, inf), got -1" in err
+    assert not (tmp_path / "x").exists()
+
+
+def _legend_texts(sweep_dir: Path) -> list[str]:
+    """The legend of the return figure of ``sobirl plot SWEEP_DIR`` (the sweep's grid keys split the lines)."""
+    from sobirl.experiments.figures import load_runs, rlhf_figure
+
+    fig = rlhf_figure(load_runs([sweep_dir]), "eval_return")
+    return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]

@@ -1,4 +1,5 @@
-"""TabularEnv (sobirl.envs.tabular_env): gymnasium's API checker, and its samples against the exact MDP."""
+"""TabularEnv (sobirl.envs.tabular_env): gymnasium's API checker, its registered id (gymnasium.make, make_vec, spec
+rebuild), and its samples against the exact MDP."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import copy
 import pickle
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
 
 from conftest import F64, random_transitions, to_sparse
-from sobirl.envs import TabularEnv
+from sobirl.envs import TABULAR_ENV_ID, TabularEnv, make_tabular_env, register_envs
 from sobirl.problems.gridworld import gridworld_mdp
 from sobirl.tabular import TabularMDP, policy_value
 
@@ -68,6 +70,84 @@ def test_check_env_passes_without_warnings(layout, terminal, max_episode_steps):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning of the checker (or of the environment) fails the test
         check_env(env)
+
+
+def _trajectory(env: gym.Env, seed: int, actions: list[int]) -> list[tuple]:
+    """``reset(seed=seed)``, then ``actions``: every observation, reward and flag."""
+    obs, _ = env.reset(seed=seed)
+    out: list[tuple] = [(obs,)]
+    for a in actions:
+        obs, reward, terminated, truncated, _ = env.step(a)
+        out.append((obs, reward, terminated, truncated))
+        if terminated or truncated:
+            break
+    return out
+
+
+def test_registered_id_passes_check_env_and_its_spec_rebuilds_it():
+    assert TABULAR_ENV_ID == "sobirl/Tabular-v0" and TABULAR_ENV_ID in gym.registry
+    register_envs()  # again (a re-import): nothing changes, nothing is overridden
+    env = gym.make(TABULAR_ENV_ID)
+    assert isinstance(env.unwrapped, TabularEnv) and (env.unwrapped.n_states, env.unwrapped.n_actions) == (10, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")  # gym.make's wrappers
+        check_env(env)  # the spec rebuild (its close check) included
+    # the default MDP and reward come from seed 0: the same tables in every process
+    mdp, reward = env.unwrapped, env.unwrapped._arrays["reward"]
+    again = make_tabular_env(seed=0)
+    np.testing.assert_array_equal(again._arrays["reward"], reward)
+    np.testing.assert_array_equal(again._arrays["cdf"], mdp._arrays["cdf"])
+    assert not np.array_equal(make_tabular_env(seed=1)._arrays["reward"], reward)
+    actions = [0, 4, 2, 1, 3, 0, 2]
+    assert _trajectory(env.spec.make(), 7, actions) == _trajectory(env, 7, actions)
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_make_and_make_vec_build_it_from_keyword_arguments(layout):
+    mdp, _ = _mdp(layout, terminal=[2, 4])
+    reward = _reward(6, 3)
+    env = gym.make(TABULAR_ENV_ID, mdp=mdp, reward=reward, max_episode_steps=5)
+    direct = TabularEnv(mdp, reward, max_episode_steps=5)
+    assert env.spec.max_episode_steps == 5 and sorted(env.spec.kwargs) == ["mdp", "reward"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+        check_env(env)
+    for seed in range(5):  # gymnasium's TimeLimit truncates at the same step as TabularEnv's own limit
+        actions = [seed % 3, 1, 2, 0, 1, 2, 0]
+        assert _trajectory(env, seed, actions) == _trajectory(direct, seed, actions)
+        assert _trajectory(env.spec.make(), seed, actions) == _trajectory(direct, seed, actions)
+    vec = gym.make_vec(TABULAR_ENV_ID, num_envs=3, mdp=mdp, reward=reward, max_episode_steps=5)
+    obs, _ = vec.reset(seed=11)
+    assert vec.num_envs == 3 and obs.shape == (3,)
+    obs, rewards, *_ = vec.step(np.array([0, 1, 2]))
+    starts = [TabularEnv(mdp, reward).reset(seed=11 + i)[0] for i in range(3)]  # SyncVectorEnv seeds seed + i
+    np.testing.assert_allclose(rewards, [reward[s, a].item() for s, a in zip(starts, [0, 1, 2], strict=True)])
+    vec.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"n_states": 0}, ValueError, "n_states must be an integer >= 1, got 0"),
+        ({"n_actions": 2.5}, TypeError, "n_actions must be an integer, got float"),
+        ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
+        ({"mdp": "P"}, TypeError, "mdp must be a sobirl.tabular.TabularMDP, got str"),
+        ({"reward": [[1.0, 2.0]]}, ValueError, "reward must have shape (S, A) = (10, 5), got (1, 2)"),
+        ({"reward": [["a"]]}, TypeError, "reward must be a table of floats of shape (S, A) = (10, 5)"),
+    ],
+)
+def test_bad_keyword_arguments_name_the_argument(kwargs, error, message):
+    with pytest.raises(error) as exc:
+        gym.make(TABULAR_ENV_ID, **kwargs)
+    assert message in str(exc.value)
+    mdp, _ = _mdp("dense")
+    with pytest.raises(ValueError, match="n_states and n_actions size the random MDP; leave them out"):
+        make_tabular_env(mdp=mdp, n_states=6)
+    small = make_tabular_env(n_states=3, n_actions=2, reward=[[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])  # a list: floats
+    small.reset(seed=0, options={"state": 1})
+    assert small.step(1)[1] == 3.0 and small.observation_space.n == 3 and small.action_space.n == 2
 
 
 def test_observations_and_rewards_have_plain_types():

@@ -146,13 +146,19 @@ estimators() {
     #    x0, where the exploration term vanishes. About 2.5 min.
     # 8. The same at x0 + N(0, I), where it does not, with monte-carlo on the default seeds of the other estimators.
     #    About 4 min.
+    # 9. The deep RLHF rules on the long-credit tabular instance (sobirl.experiments.deep_bridge.LONG_CREDIT) at
+    #    x = r_true, against 10^6 reference pairs, 64 estimates per row. About 14 min on 2 busy cores.
     # Each writes results.md, results.csv, bias.png, std.png, cosine.png and config.yaml.
-    for name in four-rooms tabular-rlhf tabular-rlhf-x1; do
+    for name in four-rooms tabular-rlhf tabular-rlhf-x1 deep-long-credit; do
         case $name in
             four-rooms) set -- --problem four-rooms --batches 10,100,1000,10000 ;;
             tabular-rlhf) set -- --problem tabular-rlhf ;;
             tabular-rlhf-x1)
                 set -- --problem tabular-rlhf --x-scale 1 --estimator-seeds monte-carlo=200,200,200,50,20 ;;
+            deep-long-credit)
+                set -- --problem tabular-rlhf --set S=8 --set A=3 --set H=15 --set gamma=0.95 --set tau=1.0 \
+                    --set state_reward=1.0 --set action_reward=0.1 --set successors=1 --at truth --batches 1000,10000 \
+                    --seeds 64 --estimators critic,one-step,deep:drlhf,deep:sobirl/one-step,deep:sobirl/monte-carlo,deep:hpgd,deep:sobirl/successor-features ;;
         esac
         timed estimators "sobirl estimators $*" \
             sobirl estimators "$@" --workers 2 --output-dir "$RUNS/estimators-$name"

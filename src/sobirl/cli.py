@@ -331,6 +331,58 @@ def key_values(items: list[str], option: str) -> dict[str, Any]:
     return out
 
 
+def grid_values(items: list[str], option: str) -> dict[str, list[Any]]:
+    """``KEY=V1,V2,...`` items (of ``option``, named in the error) as ``{key: [values]}``, keys in the given order;
+    each value parsed as by ``--set`` (numbers, else YAML), split at the commas outside brackets and quotes, so a
+    list value stays whole: ``reward_hidden=[64, 64],[32]``.
+
+    Raises:
+        ValueError: an item without ``=``, with an empty key, an empty value, unbalanced brackets or quotes, or a key
+            given twice.
+    """
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{option} expects KEY=VALUE1,VALUE2,..., got {item!r}")
+        if key in out:
+            raise ValueError(f"{option} {key} is given twice; list all its values in one {option} {key}=V1,V2,...")
+        parts = _split_top_level(text, f"{option} {key}")
+        if any(not part.strip() for part in parts):
+            raise ValueError(f"{option} {key} has an empty value in {text!r}; expected {key}=VALUE1,VALUE2,...")
+        out[key] = [_parse_value(part.strip()) for part in parts]
+    return out
+
+
+def _split_top_level(text: str, what: str) -> list[str]:
+    """``text`` split at the commas that are outside brackets (``[]``, ``{}``) and quotes.
+
+    Raises:
+        ValueError: unbalanced brackets or an unclosed quote, naming ``what``.
+    """
+    parts, current, depth, quote = [], [], 0, ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"{what}: unbalanced brackets in {text!r}")
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if depth or quote:
+        raise ValueError(f"{what}: unbalanced brackets or quotes in {text!r}")
+    return [*parts, "".join(current)]
+
+
 def _parse_value(text: str) -> Any:
     """A number when the text is one (YAML 1.1 reads ``1e4`` as a string), else YAML (``true``, ``[1, 2]``)."""
     for convert in (int, float):
@@ -435,7 +487,12 @@ def _add_estimators(commands: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="KEY=VALUE",
         help=f"a problem parameter (repeatable), over the study's {study.DEFAULT_PROBLEM_PARAMS}",
     )
-    sub.add_argument("--estimators", default=",".join(ESTIMATORS), help="comma-separated estimators")
+    sub.add_argument(
+        "--estimators",
+        default=",".join(ESTIMATORS),
+        help="comma-separated estimators: tabular ones, or deep RLHF rules run on a tabular-rlhf problem as "
+        "deep:<rule>[/<estimator>] (e.g. deep:sobirl/successor-features, deep:sobirl/one-step, deep:hpgd)",
+    )
     sub.add_argument(
         "--batches",
         default=",".join(map(str, study.DEFAULT_BATCHES)),
@@ -468,7 +525,20 @@ def _add_estimators(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--x-scale",
         type=float,
         default=0.0,
-        help="evaluate at x0 + X_SCALE * N(0, I) (a fixed draw) instead of x0",
+        help="evaluate at the base point (--at) + X_SCALE * N(0, I) (a fixed draw)",
+    )
+    sub.add_argument(
+        "--at",
+        choices=study.POINTS,
+        default="x0",
+        help="base point: the problem's x0, or (tabular-rlhf) the true reward in the labels' units, where only the "
+        "exploration term is left in expectation",
+    )
+    sub.add_argument(
+        "--reference-pairs",
+        type=int,
+        default=study.REFERENCE_PAIRS,
+        help="pairs of the Monte-Carlo reference (exact per-step sensitivities) where f cannot be enumerated",
     )
     sub.add_argument(
         "--workers", type=int, default=1, help="parallel worker processes (one torch thread each; 1: in-process)"
@@ -499,6 +569,8 @@ def _run_estimators(parser: argparse.ArgumentParser, args: argparse.Namespace, c
             estimator_seeds=estimator_seeds,
             pairs_per_path=args.pairs_per_path,
             x_scale=args.x_scale,
+            at=args.at,
+            reference_pairs=args.reference_pairs,
         )
         run_dir = create_run_dir(args.output_dir, args.name or f"estimators-{args.problem}")
     except (ValueError, TypeError) as err:
@@ -509,7 +581,8 @@ def _run_estimators(parser: argparse.ArgumentParser, args: argparse.Namespace, c
     write_config(run_dir, {**plan.to_config(), "workers": args.workers}, command=command)
     with tqdm(total=plan.n_estimates, desc="estimates", dynamic_ncols=True) as bar:
         rows = study.run_study(plan, workers=args.workers, on_estimate=bar.update)
-    point = "x0" if plan.x_scale == 0 else f"x0 + {plan.x_scale:g} N(0, I)"
+    base = "x0" if plan.at == "x0" else "r_true / T"
+    point = base if plan.x_scale == 0 else f"{base} + {plan.x_scale:g} N(0, I)"
     title = f"{args.problem}, gamma {plan.problem_params.get('gamma')}, at {point}: |grad phi| {plan.exact.norm():.3g}"
     table = study.markdown_table(rows)
     study.write_csv(rows, run_dir / study.RESULTS_CSV)
@@ -581,7 +654,7 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
             rlhf.make_env(config).close()
             name = args.name or sweep.trial_name(config.env, config.algo, config.seed)
             run_dir = create_run_dir(args.output_dir, name)
-            write_config(run_dir, {"experiment": "rlhf", **config.to_dict()}, command=command)
+            write_config(run_dir, {"experiment": "rlhf", **config.resolved()}, command=command)
             trainer = rlhf.RLHFTrainer(config, run_dir)
     # a missing extra: make_env's message names the command that installs it
     except (gym_error.DependencyNotInstalled, ValueError, TypeError, OSError, yaml.YAMLError) as err:
@@ -684,7 +757,9 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="a markdown report of a sweep: grid, results table, figures, missing trials, commands and versions",
         description=(
             "Write a markdown report of a `sobirl sweep` directory: its grid, the results table of `sobirl "
-            "rlhf-summary` over the trials with metrics, the figures of `sobirl plot` (written to figures/ next to "
+            "rlhf-summary` over the trials with metrics (a row per env, algo and grid point), the interquartile "
+            "means of the final and windowed returns with 95% stratified bootstrap intervals (rliable's method), the "
+            "figures of `sobirl plot` and a performance profile of the final returns (written to figures/ next to "
             "the report), the failed, unfinished and missing trials, and the command lines and software versions "
             "that produced them."
         ),
@@ -699,12 +774,17 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="the table, figures and command lines over the complete trials only (unfinished ones are listed as "
         "missing), for publishing the report of a sweep that is running or was stopped",
     )
+    sub.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap (intervals, profile bands): same seed, same report"
+    )
     sub.set_defaults(handler=functools.partial(_run_report, sub))
 
 
 def _run_report(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
     try:
-        path = write_report(args.sweep_dir, args.output, window=args.window, complete_only=args.complete_only)
+        path = write_report(
+            args.sweep_dir, args.output, window=args.window, complete_only=args.complete_only, seed=args.seed
+        )
     except (ValueError, TypeError, OSError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(path)
@@ -714,13 +794,15 @@ def _run_report(parser: argparse.ArgumentParser, args: argparse.Namespace, comma
 def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = commands.add_parser(
         "sweep",
-        help="a grid of rlhf trials (algorithms x seeds x environments) on local processes or Ray, resumable",
+        help="a grid of rlhf trials (algorithms x seeds x environments x any config fields) on local processes or "
+        "Ray, resumable",
         description=(
-            "Run every (env, algo, seed) trial of a grid of `sobirl rlhf` runs from one base config, WORKERS at a "
-            "time, into OUTPUT_DIR/NAME/<trial>. Running the same command again skips complete trials, resumes "
-            "interrupted ones from their checkpoints and starts the missing ones; failed trials are retried up to "
-            "--max-retries times, then listed (with their errors) in NAME/failures.yaml. Unknown algorithms or "
-            "environments are rejected before anything starts."
+            "Run every (env, algo, grid point, seed) trial of a grid of `sobirl rlhf` runs from one base config, "
+            "WORKERS at a time, into OUTPUT_DIR/NAME/<trial>; each --grid KEY=V1,V2 adds a config field as an axis "
+            "(trials named rlhf-<env>-<algo>-KEY=V-seed<seed>). Running the same command again skips complete "
+            "trials, resumes interrupted ones from their checkpoints and starts the missing ones; failed trials are "
+            "retried up to --max-retries times, then listed (with their errors) in NAME/failures.yaml. Unknown "
+            "algorithms, environments, grid keys and bad grid values are rejected before anything starts."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -730,6 +812,15 @@ def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub.add_argument("--envs", default=None, help="comma-separated environment ids (default: the config's env)")
     sub.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    )
+    sub.add_argument(
+        "--grid",
+        dest="grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a config field and its values, one trial each (repeatable: every combination); values parsed as by "
+        "--set, e.g. --grid reward_lr=1e-4,3e-4 --grid reward_hidden=[64,64],[32]",
     )
     sub.add_argument("--workers", type=int, default=1, help="trials run side by side (one process each)")
     sub.add_argument("--max-retries", type=int, default=1, help="extra attempts of a failed trial")
@@ -764,6 +855,7 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
             envs=None if args.envs is None else tuple(e.strip() for e in args.envs.split(",")),
             workers=args.workers,
             max_retries=args.max_retries,
+            grid=grid_values(args.grid, "--grid"),
         )
         trials = spec.trials()
         counts = {"done": 0, "running": 0, "failed": 0}

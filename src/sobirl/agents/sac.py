@@ -7,7 +7,7 @@ carries the current ``r_x(s, a)``, never the environment's reward. Its logger wr
 TensorBoard) or nowhere: left alone, SB3 creates a dated folder under the system's temporary directory at every
 ``learn`` even when it writes nothing there.
 
-For the upper level (:mod:`sobirl.rlhf.updates`): :func:`sac_temperature` is SAC's current entropy temperature
+For the upper level (:mod:`sobirl.rlhf.rules`): :func:`sac_temperature` is SAC's current entropy temperature
 ``alpha`` (the ``tau`` of the design math, section 5) and :func:`actor_sampler` draws actions from SAC's actor in the
 replay buffer's units (scaled to ``[-1, 1]``), the units of the recorded fragments; with Discrete actions,
 :func:`actor_probabilities` gives the actor's ``pi(.|s)`` instead (the exact baseline of the exploration term).
@@ -29,7 +29,7 @@ from sobirl.agents.discrete_sac import DiscreteSAC
 from sobirl.agents.frame_buffer import RelabelingFrameStackReplayBuffer
 from sobirl.agents.relabel import RelabelingReplayBuffer
 from sobirl.rlhf.preference_model import RewardFn
-from sobirl.rlhf.updates import ActionProbabilities, ActionSampler
+from sobirl.rlhf.visits import ActionProbabilities, ActionSampler
 
 LOG_FORMATS = ("csv", "tensorboard")
 """What SB3's logger writes into ``log_dir`` (``progress.csv`` and TensorBoard events); ``stdout`` too if verbose."""

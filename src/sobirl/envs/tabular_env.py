@@ -22,13 +22,18 @@ Memory: one float64 per stored entry of ``P`` (the row CDFs), plus the column in
 This is the one-transition-at-a-time reference for model-free code (and for libraries that expect a gymnasium
 environment); :func:`~sobirl.envs.sample_trajectories` draws many trajectories at once and is far faster
 (``benchmarks/sampler.py``).
+
+Registered as :data:`~sobirl.envs.registration.TABULAR_ENV_ID` (``sobirl/Tabular-v0``) when :mod:`sobirl.envs` is
+imported: ``gymnasium.make("sobirl/Tabular-v0", mdp=mdp, reward=r, max_episode_steps=50)`` and
+``gymnasium.make_vec(...)`` build it through :func:`make_tabular_env` (without ``mdp``, a random MDP from ``seed``;
+gymnasium's ``max_episode_steps`` is its ``TimeLimit``).
 """
 
 from __future__ import annotations
 
 import operator
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, SupportsIndex
 
 import gymnasium
@@ -42,6 +47,8 @@ from sobirl.validation import check_int
 
 RESET_OPTIONS = ("state",)
 """The keys ``reset(options=...)`` accepts."""
+DEFAULT_STATES, DEFAULT_ACTIONS = 10, 5
+"""The size of :func:`make_tabular_env`'s random MDP when no ``mdp`` is given (the paper's RandMDP's S and A)."""
 
 
 class TabularEnv(gymnasium.Env[int, int]):
@@ -249,3 +256,51 @@ def _row_cdfs(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
         block /= np.where(total > 0, total, 1.0)
         cdf[idx] = block
     return cdf
+
+
+# ---------------------------------------------------------------------------------------------- registered entry point
+
+
+def make_tabular_env(
+    *,
+    mdp: TabularMDP | None = None,
+    reward: torch.Tensor | np.ndarray | Sequence[Sequence[float]] | None = None,
+    n_states: int | None = None,
+    n_actions: int | None = None,
+    seed: int = 0,
+) -> TabularEnv:
+    """A :class:`TabularEnv` from keyword arguments: the entry point of ``gymnasium.make("sobirl/Tabular-v0", ...)``
+    and ``gymnasium.make_vec`` (module docstring).
+
+    Args:
+        mdp: the MDP; None: a random one of ``n_states`` x ``n_actions`` (default :data:`DEFAULT_STATES` x
+            :data:`DEFAULT_ACTIONS`) drawn from ``seed``: each row ``P(.|s, a)`` uniform draws normalised (as the
+            paper's RandMDP), ``rho`` uniform, no terminal state.
+        reward: the reward table ``(S, A)``, a tensor or anything ``torch.as_tensor`` reads as floats; None: uniform
+            draws in ``[0, 1)`` from ``seed`` (after the MDP's).
+        n_states: states of the random MDP (``>= 1``); only without ``mdp``.
+        n_actions: actions of the random MDP (``>= 1``); only without ``mdp``.
+        seed: seed of the random MDP and reward (``>= 0``); the episodes' randomness comes from ``reset(seed=...)``.
+
+    Raises:
+        TypeError / ValueError: an invalid argument (naming it), or ``n_states``/``n_actions`` given with ``mdp``.
+    """
+    check_int("seed", seed)
+    gen = torch.Generator().manual_seed(seed)
+    if mdp is None:
+        S = DEFAULT_STATES if n_states is None else check_int("n_states", n_states, low=1)
+        A = DEFAULT_ACTIONS if n_actions is None else check_int("n_actions", n_actions, low=1)
+        P = torch.rand(S, A, S, generator=gen, dtype=torch.float64)
+        mdp = TabularMDP(P / P.sum(dim=-1, keepdim=True))
+    elif n_states is not None or n_actions is not None:
+        raise ValueError("n_states and n_actions size the random MDP; leave them out when passing mdp")
+    elif not isinstance(mdp, TabularMDP):
+        raise TypeError(f"mdp must be a sobirl.tabular.TabularMDP, got {type(mdp).__name__}")
+    if reward is None:
+        reward = torch.rand(mdp.shape, generator=gen, dtype=torch.float64)
+    elif not isinstance(reward, torch.Tensor):
+        try:
+            reward = torch.as_tensor(np.asarray(reward, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"reward must be a table of floats of shape (S, A) = {mdp.shape}: {err}") from None
+    return TabularEnv(mdp, reward)

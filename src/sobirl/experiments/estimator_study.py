@@ -14,6 +14,12 @@ independent estimates ``g_0, ..., g_{S-1}`` of ``grad phi(x)`` with
 * cosine similarity ``g_s . g* / (|g_s| |g*|)`` averaged over the seeds (0 for an all-zero estimate), with its
   standard error.
 
+Estimators named ``deep:<rule>[/<estimator>]`` run a deep RLHF update rule on the same problem through
+:class:`~sobirl.experiments.deep_bridge.DeepBridge` (tabular RLHF only): the deep pipeline's own reward net, fragment
+sampling, labeller and surrogate, compared with the same reference. Where the problem's ``f`` cannot be enumerated
+(long fragments), the reference is :func:`~sobirl.experiments.deep_bridge.reference_hypergradient`, a Monte-Carlo
+average of the exact per-step sensitivities over ``reference_pairs`` pairs.
+
 The batch counts draws of the upper level's data: preference pairs for tabular RLHF (two trajectories each),
 trajectories of the leader's value for four rooms; rows report both the batch and the number of trajectories it
 samples. Estimates run in worker processes with one torch thread each; every estimate depends on its seed only,
@@ -38,7 +44,8 @@ from sobirl.estimators import ESTIMATORS, default_horizon
 from sobirl.estimators.hypergradient import estimate_hypergradient
 from sobirl.estimators.objectives import sampled_objective
 from sobirl.experiments.compare import build_problem
-from sobirl.tabular import hypergradient, lower_level
+from sobirl.experiments.deep_bridge import DEEP_PREFIX, DeepBridge, make_rule, reference_hypergradient
+from sobirl.tabular import lower_level
 from sobirl.tabular.mdp import DTYPE
 from sobirl.validation import check_choice, check_int, check_range
 
@@ -70,6 +77,14 @@ BIAS_TARGET = 0.02
 
 X_SEED = 0
 """Seed of the random direction of the evaluation point ``x0 + x_scale * N(0, I)``."""
+
+POINTS = ("x0", "truth")
+"""Where the study evaluates before any ``x_scale`` offset: the problem's ``x0``, or (tabular RLHF) the true reward in
+the labels' units, ``r_true / label_temperature``, where the reward model is calibrated and the exploitation term
+vanishes in expectation (only the follower's response is left)."""
+
+REFERENCE_PAIRS = 1_000_000
+"""Default pairs of the Monte-Carlo reference where ``f`` cannot be enumerated."""
 
 RESULTS_CSV = "results.csv"
 """The rows of a study run directory, every column of :class:`StudyRow`."""
@@ -107,6 +122,8 @@ class StudyPlan:
         seeds: per estimator, the number of seeds of each batch (aligned with ``batches``).
         pairs_per_path: ``monte-carlo`` restart pairs per sampled trajectory.
         x_scale: the evaluation point is ``x0 + x_scale * N(0, I)`` (:data:`X_SEED`); 0 is ``x0``.
+        at: the base point, one of :data:`POINTS`.
+        reference_pairs: pairs of the Monte-Carlo reference (used where ``f`` cannot be enumerated).
         paths_per_draw: trajectories sampled per draw (2 for a preference pair, 1 for a leader trajectory).
         x: the evaluation point.
         pi: the follower's exact soft-optimal policy at ``x``.
@@ -120,6 +137,8 @@ class StudyPlan:
     seeds: dict[str, tuple[int, ...]]
     pairs_per_path: int
     x_scale: float
+    at: str
+    reference_pairs: int
     paths_per_draw: int
     x: torch.Tensor
     pi: torch.Tensor
@@ -142,6 +161,8 @@ class StudyPlan:
             "seeds": {estimator: list(counts) for estimator, counts in self.seeds.items()},
             "pairs_per_path": self.pairs_per_path,
             "x_scale": self.x_scale,
+            "at": self.at,
+            "reference_pairs": self.reference_pairs,
             "x_seed": X_SEED,
             "exact_grad_norm": self.exact.norm().item(),
         }
@@ -157,6 +178,8 @@ def plan_study(
     estimator_seeds: Mapping[str, int | Sequence[int]] | None = None,
     pairs_per_path: int = DEFAULT_PAIRS_PER_PATH,
     x_scale: float = 0.0,
+    at: str = "x0",
+    reference_pairs: int = REFERENCE_PAIRS,
 ) -> StudyPlan:
     """Validate the options, build the problem and compute the exact reference: everything before estimating.
 
@@ -164,13 +187,16 @@ def plan_study(
         problem: name in :data:`sobirl.problems.PROBLEMS`; its upper objective needs a sampled form
             (e.g. ``tabular-rlhf``, ``four-rooms``).
         problem_params: builder keyword arguments over :data:`DEFAULT_PROBLEM_PARAMS`.
-        estimators: estimators to compare, from :data:`~sobirl.estimators.ESTIMATORS` (no repeats).
+        estimators: estimators to compare, from :data:`~sobirl.estimators.ESTIMATORS` or ``deep:<rule>[/<estimator>]``
+            (no repeats).
         batches: batch sizes >= 1, no repeats (integral floats such as ``1e5`` are accepted); sorted.
         seeds: seeds of every estimator: one count for all batches or one per batch (in the given order of
             ``batches``); None for :func:`default_seeds`.
         estimator_seeds: per-estimator seeds (one count or one per batch), over ``seeds``.
         pairs_per_path: ``monte-carlo`` restart pairs per sampled trajectory (>= 1).
-        x_scale: scale (>= 0) of the random offset of the evaluation point from ``x0``.
+        x_scale: scale (>= 0) of the random offset of the evaluation point from the base point.
+        at: the base point, one of :data:`POINTS`.
+        reference_pairs: pairs (>= 1) of the Monte-Carlo reference where ``f`` cannot be enumerated.
 
     Returns:
         The :class:`StudyPlan`.
@@ -183,7 +209,14 @@ def plan_study(
     """
     check_range("x_scale", x_scale, low=0.0)
     check_int("pairs_per_path", pairs_per_path, low=1)
-    estimators = tuple(check_choice("estimator", e, ESTIMATORS) for e in estimators)
+    check_choice("at", at, POINTS)
+    check_int("reference_pairs", reference_pairs, low=1)
+    for e in estimators:
+        if e.startswith(DEEP_PREFIX):
+            make_rule(e)  # a ValueError naming the valid rules and estimators
+        else:
+            check_choice("estimator", e, ESTIMATORS)
+    estimators = tuple(estimators)
     if not estimators or len(set(estimators)) != len(estimators):
         raise ValueError(f"estimators must be distinct and not empty, got {list(estimators)}")
     given = [int(b) if isinstance(b, float) and b.is_integer() else b for b in batches]
@@ -216,11 +249,18 @@ def plan_study(
     params = {**DEFAULT_PROBLEM_PARAMS, **(problem_params or {})}
     prob = build_problem(problem, params, seed=0)
     objective = sampled_objective(prob, horizon=default_horizon(prob.mdp.gamma))  # rejects one without
-    x = prob.x0.to(DTYPE)
+    if any(e.startswith(DEEP_PREFIX) for e in estimators) and not hasattr(prob, "r_true"):
+        raise ValueError(f"deep estimators run on tabular RLHF problems (tabular-rlhf), not {problem!r}")
+    if at == "truth":
+        if not hasattr(prob, "r_true"):
+            raise ValueError(f"at='truth' needs a problem with a true reward (tabular-rlhf), not {problem!r}")
+        x = (prob.r_true.reshape(-1) / objective.label_temperature).to(DTYPE)
+    else:
+        x = prob.x0.to(DTYPE)
     if x_scale > 0:
         x = x + x_scale * torch.randn(x.shape, generator=torch.Generator().manual_seed(X_SEED), dtype=DTYPE)
     pi = lower_level(prob, x).pi.detach()
-    exact = hypergradient(prob, x)
+    exact = reference_hypergradient(prob, x, pi, pairs=reference_pairs)
     if exact.norm().item() == 0.0:
         raise ValueError(f"the exact hyper-gradient of {problem!r} is zero at x: relative errors are undefined")
     probe = objective.sample(prob.mdp, pi, 1, torch.Generator().manual_seed(0))  # trajectories per draw
@@ -232,6 +272,8 @@ def plan_study(
         seeds=seed_counts,
         pairs_per_path=pairs_per_path,
         x_scale=float(x_scale),
+        at=at,
+        reference_pairs=reference_pairs,
         paths_per_draw=probe.paths.states.shape[0],
         x=x,
         pi=pi,
@@ -279,13 +321,19 @@ COLUMNS = tuple(f.name for f in fields(StudyRow))
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(problem: str, params: dict[str, Any], x: torch.Tensor, pi: torch.Tensor) -> None:
+def _init_worker(problem: str, params: dict[str, Any], x: torch.Tensor, pi: torch.Tensor, deep: bool) -> None:
     torch.set_num_threads(1)  # estimates run side by side, one per core
-    _WORKER.update(prob=build_problem(problem, params, seed=0), x=x, pi=pi)
+    prob = build_problem(problem, params, seed=0)
+    # the critic is trained once per worker from a fixed seed: every worker holds the same one
+    _WORKER.update(prob=prob, x=x, pi=pi, bridge=DeepBridge.build(prob, x) if deep else None)
 
 
 def _estimate(estimator: str, batch: int, seed: int, pairs_per_path: int) -> tuple[torch.Tensor, int, float]:
     start = time.perf_counter()
+    if estimator.startswith(DEEP_PREFIX):
+        bridge: DeepBridge = _WORKER["bridge"]
+        grad = bridge.estimate(make_rule(estimator), batch, seed)
+        return grad, 2 * batch * bridge.prob.sampled.H, time.perf_counter() - start
     est = estimate_hypergradient(
         _WORKER["prob"],
         _WORKER["x"],
@@ -320,7 +368,8 @@ def run_study(plan: StudyPlan, *, workers: int = 1, on_estimate: Callable[[], No
         for seed in range(count)
     ]
     tasks.sort(key=lambda task: -task[1])  # largest first, so no long estimate starts last on an idle pool
-    init_args = (plan.problem, plan.problem_params, plan.x, plan.pi)
+    deep = any(e.startswith(DEEP_PREFIX) for e in plan.estimators)
+    init_args = (plan.problem, plan.problem_params, plan.x, plan.pi, deep)
     results: dict[tuple[str, int, int], tuple[torch.Tensor, int, float]] = {}
     if workers == 1:
         _init_worker(*init_args)

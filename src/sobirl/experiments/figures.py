@@ -9,8 +9,11 @@ Each RUN_DIR is a run directory (``config.yaml`` and ``metrics.csv``) or a sweep
 order. All runs must be of one experiment (the ``experiment`` key of ``config.yaml``):
 
 - ``rlhf`` (``sobirl rlhf`` and ``sobirl sweep`` runs): ``STEM-return`` plots the evaluation return against agent
-  steps, one subplot per environment and one line per algorithm; ``STEM-accuracy`` the held-out preference accuracy
-  likewise (algorithms without one, such as ``sac-true-reward``, are left out; no figure when no run has one).
+  steps, one subplot per environment and one line per algorithm (per algorithm and grid point when the runs are
+  grouped by config fields: a sweep directory's grid keys, or ``group_by``; legend ``algo key=value``);
+  ``STEM-accuracy`` the held-out preference accuracy likewise (algorithms without one, such as ``sac-true-reward``,
+  are left out; no figure when no run has one). :func:`plot_performance_profile` (``sobirl report``'s
+  ``rlhf-profile``) draws the same groups' final returns as rliable's performance profile.
 - ``synthetic`` (``sobirl synthetic`` runs): ``STEM-convergence`` has two panels against the iteration, the objective
   ``f`` (or the gap ``f - f*`` on a log axis when every run has the same known optimum ``f*``) and ``|grad phi|``
   (log axis), one line per method.
@@ -37,9 +40,10 @@ import yaml
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from sobirl.experiments.aggregate import PROFILE_REPS, performance_profile
 from sobirl.experiments.compare import TRIALS_DIR, trial_path
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
-from sobirl.experiments.sweep import SWEEP_FILE, SweepSpec
+from sobirl.experiments.sweep import SWEEP_FILE, GridPoint, SweepSpec, plain_value, point_label
 from sobirl.rlhf.trainer import read_csv_rows, read_metrics
 
 EXPERIMENTS = ("rlhf", "synthetic", "compare")
@@ -49,6 +53,8 @@ FORMATS = ("png", "pdf")
 _PANELS_PER_ROW = 3
 _YLABELS = {"eval_return": "evaluation return", "preference_accuracy": "held-out preference accuracy"}
 _DPI = 150
+PROFILE_THRESHOLDS = 101
+"""Return thresholds of a performance profile per environment, evenly spaced over its runs' final returns."""
 
 
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -67,6 +73,7 @@ class Run:
         seed: the run's seed.
         optimum: the known optimal objective ``f*`` of a synthetic run; None when unknown and for rlhf runs.
         rows: the rows of ``metrics.csv`` as numbers (NaN where absent).
+        point: the run's grid point, its value of each config field it is grouped by (rlhf; ``()`` when none).
     """
 
     run_dir: Path
@@ -76,6 +83,13 @@ class Run:
     seed: int
     optimum: float | None
     rows: tuple[dict[str, float], ...]
+    point: GridPoint = ()
+
+    @property
+    def label(self) -> str:
+        """The run's line: ``method``, or ``method key=value, ...`` with a grid point; runs of one (env, label) are
+        seeds of one line."""
+        return f"{self.method} {point_label(self.point)}" if self.point else self.method
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -108,6 +122,20 @@ def read_sweep(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
         return SweepSpec.from_dict(yaml.safe_load(path.read_text()) or {})
     except (ValueError, TypeError, AttributeError, yaml.YAMLError) as err:
         raise ValueError(f"{path} is not a readable sweep file: {' '.join(str(err).split())}") from err
+
+
+def sweep_grid_keys(paths: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
+    """The grid keys of the sweep directories among ``paths`` (those holding ``sweep.yaml``), in order of first
+    appearance; other paths add none.
+
+    Raises:
+        ValueError: a sweep directory's ``sweep.yaml`` is unreadable (:func:`read_sweep`).
+    """
+    keys: dict[str, None] = {}
+    for path in map(Path, paths):
+        if (path / SWEEP_FILE).is_file():
+            keys.update(dict.fromkeys(read_sweep(path).grid or {}))
+    return tuple(keys)
 
 
 def expand_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -145,13 +173,14 @@ def _has_rows(run_dir: Path) -> bool:
         return sum(1 for line in fh if line.strip()) > 1  # the header, then rows
 
 
-def read_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Read one run directory.
+def read_run(run_dir: str | os.PathLike[str], group_by: Sequence[str] = ()) -> Run:
+    """Read one run directory; an rlhf run's ``point`` is its config's value of each ``group_by`` key (tuples as
+    lists, as in ``sweep.yaml``).
 
     Raises:
         ValueError: ``run_dir`` lacks ``config.yaml`` or ``metrics.csv``, its experiment is not one of
-            :data:`EXPERIMENTS`, its config lacks a key the figure needs, or ``metrics.csv`` has no row; the message
-            names the directory.
+            :data:`EXPERIMENTS`, its config lacks a key the figure needs (a ``group_by`` key of an rlhf run
+            included), or ``metrics.csv`` has no row; the message names the directory.
     """
     run_dir = Path(run_dir)
     for name in (CONFIG_FILE, METRICS_FILE):
@@ -164,7 +193,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> Run:
         raise ValueError(
             f"{run_dir / CONFIG_FILE}: cannot plot experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}"
         )
-    keys = ("env", "algo", "seed") if experiment == "rlhf" else ("method", "seed")
+    keys = ("env", "algo", "seed", *group_by) if experiment == "rlhf" else ("method", "seed")
     missing = [key for key in keys if key not in config]
     if missing:
         raise ValueError(f"{run_dir / CONFIG_FILE} lacks {', '.join(missing)}, needed to plot {experiment} runs")
@@ -180,6 +209,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> Run:
         seed=int(config["seed"]),
         optimum=None if optimum is None else float(optimum),
         rows=rows,
+        point=tuple((key, plain_value(config[key])) for key in group_by) if experiment == "rlhf" else (),
     )
 
 
@@ -228,17 +258,25 @@ def read_compare(compare_dir: str | os.PathLike[str]) -> list[Run]:
     return runs
 
 
-def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
+def load_runs(paths: Iterable[str | os.PathLike[str]], group_by: Sequence[str] | None = None) -> list[Run]:
     """Read the run directories of ``paths`` (sweep directories expanded, see :func:`expand_run_dirs`; a compare
     directory stands for its trials, :func:`read_compare`).
+
+    Args:
+        paths: run, sweep and compare directories.
+        group_by: config keys that split an rlhf (env, algo) line into one line per grid point
+            (:attr:`Run.point`); None: the grid keys of the sweep directories among ``paths``
+            (:func:`sweep_grid_keys`).
 
     Raises:
         ValueError: no path is given, a path is not a run, sweep or compare directory (:func:`read_run`), or the runs
             are of different experiments.
     """
+    paths = list(paths)
+    keys = sweep_grid_keys(paths) if group_by is None else tuple(group_by)
     runs = []
     for run_dir in expand_run_dirs(paths):
-        runs.extend(read_compare(run_dir) if is_compare_dir(run_dir) else [read_run(run_dir)])
+        runs.extend(read_compare(run_dir) if is_compare_dir(run_dir) else [read_run(run_dir, keys)])
     if not runs:
         raise ValueError("no run directory given")
     kinds = {run.experiment for run in runs}
@@ -290,28 +328,29 @@ def aggregate(runs: Sequence[Run], key: str, *, x: str = "agent_steps") -> Curve
 
 
 def _curves(runs: Iterable[Run], key: str, x: str) -> dict[tuple[str, str], tuple[list[Run], Curve]]:
-    """The runs by (env, method), in order of first appearance, with their curve of ``key`` against ``x``; groups
+    """The runs by (env, label), in order of first appearance, with their curve of ``key`` against ``x``; groups
     whose seeds share no point are left out."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.env, run.method), []).append(run)
+        groups.setdefault((run.env, run.label), []).append(run)
     curves = {name: (group, aggregate(group, key, x=x)) for name, group in groups.items()}
     return {name: (group, curve) for name, (group, curve) in curves.items() if len(curve[0])}
 
 
 def _colors(runs: Iterable[Run]) -> dict[str, str]:
-    """One color per method, in order of first appearance, so a method keeps its color in every panel and figure."""
-    methods = list(dict.fromkeys(run.method for run in runs))
-    return {method: f"C{i % 10}" for i, method in enumerate(methods)}
+    """One color per line label (:attr:`Run.label`), in order of first appearance, so a line keeps its color in every
+    panel and figure."""
+    labels = list(dict.fromkeys(run.label for run in runs))
+    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
 
 def _draw(ax: Axes, group: Sequence[Run], curve: Curve, color: str, *, offset: float = 0.0) -> None:
-    """Draw a group's mean line (``offset`` subtracted, e.g. ``f*``), labelled ``method (n seeds)``, and its
-    +/- s.e. band when it has more than one seed."""
+    """Draw a group's mean line (``offset`` subtracted, e.g. ``f*``), labelled ``label (n seeds)``
+    (:attr:`Run.label`), and its +/- s.e. band when it has more than one seed."""
     xs, mean, se = curve
     mean = mean - offset
     seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
-    ax.plot(xs, mean, color=color, label=f"{group[0].method} ({seeds})")
+    ax.plot(xs, mean, color=color, label=f"{group[0].label} ({seeds})")
     if len(group) > 1:
         ax.fill_between(xs, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
 
@@ -349,9 +388,9 @@ def rlhf_figure(runs: Sequence[Run], key: str) -> Figure:
     fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")  # not registered with pyplot
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, env in zip(axes, envs, strict=False):
-        for (group_env, algo), (group, curve) in curves.items():
+        for (group_env, label), (group, curve) in curves.items():
             if group_env == env:
-                _draw(ax, group, curve, colors[algo])
+                _draw(ax, group, curve, colors[label])
         ax.set_title(env)
         ax.set_xlabel("agent steps")
         ax.set_ylabel(_YLABELS.get(key, key))
@@ -389,6 +428,78 @@ def plot_rlhf_accuracy(runs: Sequence[Run], stem: str | os.PathLike[str]) -> lis
     return _save(rlhf_figure(runs, "preference_accuracy"), Path(stem))
 
 
+def _final_returns(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
+    """The rlhf runs with a finite evaluation return in their last metrics row, by (env, label), in order of first
+    appearance."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if math.isfinite(run.rows[-1].get("eval_return", math.nan)):
+            groups.setdefault((run.env, run.label), []).append(run)
+    return groups
+
+
+def profile_thresholds(scores: Sequence[float], count: int = PROFILE_THRESHOLDS) -> np.ndarray:
+    """``count`` evenly spaced return thresholds from 5% of the range below the lowest of ``scores`` to 5% above the
+    highest (1 either side when they are all equal), so that every profile starts at 1 and ends at 0."""
+    low, high = float(np.min(scores)), float(np.max(scores))
+    pad = 0.05 * (high - low) or 1.0
+    return np.linspace(low - pad, high + pad, count)
+
+
+def performance_profile_figure(runs: Sequence[Run], *, seed: int = 0, reps: int = PROFILE_REPS) -> Figure:
+    """The performance profile of rlhf runs' final evaluation returns (rliable's score distribution,
+    :func:`~sobirl.experiments.aggregate.performance_profile`): one subplot per environment, one line per (algo,
+    grid point) labelled ``label (n seeds)``: the fraction of its runs whose final return is strictly above each
+    threshold (:func:`profile_thresholds` over the environment's final returns), shaded with its 95% stratified
+    bootstrap band (``reps`` replicates from ``seed``; every group from the same seed). Runs whose last row has no
+    evaluation return are left out.
+
+    Raises:
+        ValueError: no run has a final evaluation return.
+    """
+    groups = _final_returns(runs)
+    if not groups:
+        raise _no_curve(runs, "final eval_return")
+    colors = _colors(runs)
+    envs = list(dict.fromkeys(env for env, _ in groups))
+    ncols = min(len(envs), _PANELS_PER_ROW)
+    nrows = math.ceil(len(envs) / ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")  # not registered with pyplot
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, env in zip(axes, envs, strict=False):
+        scores = {label: [r.rows[-1]["eval_return"] for r in group] for (e, label), group in groups.items() if e == env}
+        taus = profile_thresholds([v for values in scores.values() for v in values])
+        for label, values in scores.items():
+            profile = performance_profile(values, taus, reps=reps, seed=seed)
+            seeds = f"{len(values)} seed{'s' if len(values) > 1 else ''}"
+            ax.plot(taus, profile.point, color=colors[label], label=f"{label} ({seeds})")
+            ax.fill_between(taus, profile.low, profile.high, color=colors[label], alpha=0.2, linewidth=0)
+        ax.set_title(env)
+        ax.set_xlabel("final evaluation return threshold")
+        ax.set_ylabel("fraction of runs above")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes[len(envs) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def plot_performance_profile(
+    runs: Sequence[Run], stem: str | os.PathLike[str], *, seed: int = 0, reps: int = PROFILE_REPS
+) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf``: the performance profile of the runs' final evaluation returns with its
+    95% stratified bootstrap bands (:func:`performance_profile_figure`; the same ``seed`` gives the same figure).
+
+    Returns:
+        The written paths.
+
+    Raises:
+        ValueError: no run has a final evaluation return.
+    """
+    return _save(performance_profile_figure(runs, seed=seed, reps=reps), Path(stem))
+
+
 def tabular_figure(runs: Sequence[Run]) -> Figure:
     """The convergence figure of synthetic runs or compare trials: two panels against the iteration, one line per
     method labelled ``method (n seeds)`` with its +/- s.e. band (``std_{n-1} / sqrt(n)``, :func:`aggregate`): the
@@ -409,8 +520,8 @@ def tabular_figure(runs: Sequence[Run]) -> Figure:
         if not curves:
             raise _no_curve(runs, key)
         offset = optimum if key == "objective" and optimum is not None else 0.0
-        for (_, method), (group, curve) in curves.items():
-            _draw(ax, group, curve, colors[method], offset=offset)
+        for (_, label), (group, curve) in curves.items():
+            _draw(ax, group, curve, colors[label], offset=offset)
         ax.set_xlabel("iteration")
         ax.grid(True, which="major", alpha=0.3)
         ax.grid(True, which="minor", alpha=0.1)
@@ -439,7 +550,10 @@ def plot_tabular(runs: Sequence[Run], stem: str | os.PathLike[str]) -> list[Path
 
 
 def write_figures(
-    run_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str], stem: str | None = None
+    run_dirs: Iterable[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    stem: str | None = None,
+    group_by: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write the figures of ``run_dirs`` (module docstring) into ``output_dir``, created if missing.
 
@@ -449,6 +563,8 @@ def write_figures(
         stem: the start of the file names, a single path component; None: the experiment (``rlhf``, ``synthetic``).
             rlhf runs give ``<stem>-return`` and ``<stem>-accuracy`` (when a run has an accuracy), synthetic runs and
             compare directories ``<stem>-convergence``, each as ``.png`` and ``.pdf``.
+        group_by: config keys that split rlhf lines by grid point; None: the sweep directories' grid keys
+            (:func:`load_runs`).
 
     Returns:
         The written paths.
@@ -458,7 +574,7 @@ def write_figures(
     """
     if stem is not None and (not stem or stem in {".", ".."} or Path(stem).name != stem or "\\" in stem):
         raise ValueError(f"the figure name must be a non-empty file name without a directory, got {stem!r}")
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs, group_by)
     experiment = runs[0].experiment
     base = Path(output_dir) / (stem or experiment)
     base.parent.mkdir(parents=True, exist_ok=True)

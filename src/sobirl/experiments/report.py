@@ -2,13 +2,17 @@
 
 Usage::
 
-    sobirl report SWEEP_DIR [--output FILE] [--window N] [--complete-only]
+    sobirl report SWEEP_DIR [--output FILE] [--window N] [--complete-only] [--seed S]
 
-The report (default ``SWEEP_DIR/report.md``) holds: the grid of ``sweep.yaml`` (environments, algorithms, seeds,
-agent steps per trial); the results table of the trials that have metrics (:func:`~sobirl.experiments.rlhf_summary.
-summary_table`: final evaluation return and the mean of the last ``N`` evaluations as mean +/- s.e. over seeds,
-``s.e. = std_{n-1} / sqrt(n)``, per-seed returns, accuracy, wall time, steps/s); the figures of
-:mod:`sobirl.experiments.figures`, written to ``figures/`` next to the report and linked relatively (a report
+The report (default ``SWEEP_DIR/report.md``) holds: the grid of ``sweep.yaml`` (environments, algorithms, grid keys
+and values, seeds, agent steps per trial); the results table of the trials that have metrics, a row per (env, algo,
+grid point) (:func:`~sobirl.experiments.rlhf_summary.summary_table`: final evaluation return and the mean of the last
+``N`` evaluations as mean +/- s.e. over seeds, ``s.e. = std_{n-1} / sqrt(n)``, per-seed returns, accuracy, wall
+time, steps/s); the same groups' interquartile means of those two returns with 95% stratified bootstrap intervals
+(:func:`~sobirl.experiments.rlhf_summary.aggregate_table`, rliable's method, the bootstrap seeded by ``seed`` so the
+report is reproducible); the figures of :mod:`sobirl.experiments.figures` (returns and accuracy against agent steps,
+one line per algorithm and grid point, and the performance profile of the final returns with its bootstrap bands),
+written to ``figures/`` next to the report and linked relatively (a report
 written outside the sweep directory also gets, beside it, a copy of ``sweep.yaml`` and of each complete trial's
 ``config.yaml`` and ``metrics.csv`` in ``trials/<trial>/``, so that it stands alone; ``sobirl sweep`` counts a trial
 directory holding those two files as complete, so copying them back into a sweep directory resumes the grid); the
@@ -28,10 +32,11 @@ from pathlib import Path
 
 import yaml
 
-from sobirl.experiments.figures import read_config, read_sweep, write_figures
-from sobirl.experiments.rlhf_summary import summary_table
+from sobirl.experiments.aggregate import CONFIDENCE, INTERVAL_REPS, PROFILE_REPS
+from sobirl.experiments.figures import load_runs, plot_performance_profile, read_config, read_sweep, write_figures
+from sobirl.experiments.rlhf_summary import aggregate_table, summary_table
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
-from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, SweepSpec, Trial, is_complete
+from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, SweepSpec, Trial, grid_label, is_complete
 from sobirl.rlhf.trainer import read_metrics
 from sobirl.validation import check_int
 
@@ -39,6 +44,8 @@ REPORT_FILE = "report.md"
 """The report's default file name in the sweep directory."""
 FIGURES_DIR = "figures"
 """The directory of the report's figures, next to the report."""
+PROFILE_STEM = "rlhf-profile"
+"""The performance profile's file name stem in :data:`FIGURES_DIR`."""
 TRIALS_DIR = "trials"
 """The directory of the complete trials' ``config.yaml`` and ``metrics.csv``, next to a report written outside the
 sweep directory."""
@@ -49,6 +56,7 @@ def write_report(
     output: str | os.PathLike[str] | None = None,
     window: int = 5,
     complete_only: bool = False,
+    seed: int = 0,
 ) -> Path:
     """Write the markdown report of ``sweep_dir`` (module docstring) and its figures.
 
@@ -60,15 +68,18 @@ def write_report(
         window: evaluations averaged per run for the table's windowed column (``>= 1``).
         complete_only: the table, figures and command lines over the complete trials only (``sweep.is_complete``);
             False: over every trial with a metrics row, running ones included.
+        seed: seed of the bootstrap of the interquartile means' intervals and the performance profile's bands
+            (``>= 0``): the same trials and seed give the same report.
 
     Returns:
         The report's path.
 
     Raises:
         ValueError: ``sweep_dir`` is not a sweep directory, no trial has metrics yet (no trial is complete, with
-            ``complete_only``), or ``window < 1``.
+            ``complete_only``), ``window < 1`` or ``seed < 0``.
     """
     check_int("window", window, low=1)
+    check_int("seed", seed)
     sweep_dir = Path(sweep_dir)
     spec = read_sweep(sweep_dir)
     trials = spec.trials()
@@ -82,10 +93,18 @@ def write_report(
         with_metrics = [sweep_dir / name for name, reached in steps.items() if reached is not None]
         if not with_metrics:
             raise ValueError(f"sweep directory {sweep_dir} has no trial with a row in its {METRICS_FILE} yet")
-    table = summary_table(with_metrics, window=window)
+    keys = tuple(spec.grid or {})
+    table = summary_table(with_metrics, window=window, group_by=keys)
+    aggregates = aggregate_table(with_metrics, window=window, group_by=keys, seed=seed)
     path = sweep_dir / REPORT_FILE if output is None else Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(with_metrics, path.parent / FIGURES_DIR)
+    figures = write_figures(with_metrics, path.parent / FIGURES_DIR, group_by=keys)
+    try:
+        profile = plot_performance_profile(
+            load_runs(with_metrics, keys), path.parent / FIGURES_DIR / PROFILE_STEM, seed=seed
+        )
+    except ValueError:  # no run has a final evaluation return yet: no profile, the rest of the report stands
+        profile = []
     base_config = path.parent / SWEEP_FILE
     elsewhere = not base_config.exists() or not base_config.samefile(sweep_dir / SWEEP_FILE)
     if elsewhere:
@@ -100,7 +119,8 @@ def write_report(
         f"# Sweep {sweep_dir.name}",
         _grid_section(spec, trials_kept=elsewhere),
         f"## Results\n\n{scope}{table}",
-        _figures_section(figures, path.parent),
+        _aggregates_section(aggregates, scope, seed),
+        _figures_section(figures, profile, path.parent, seed),
         _missing_section(sweep_dir, trials, steps, complete),
         _provenance_section(with_metrics),
     ]
@@ -121,6 +141,7 @@ def _grid_section(spec: SweepSpec, *, trials_kept: bool) -> str:
         "",
         f"- environments: {', '.join(spec.envs or ())}",
         f"- algorithms: {', '.join(spec.algos)}",
+        *(f"- {key}: {', '.join(map(grid_label, values))}" for key, values in (spec.grid or {}).items()),
         f"- seeds: {', '.join(map(str, spec.seeds))}",
         f"- agent steps per trial: {spec.base.total_steps}",
         f"- trials: {len(spec.trials())}; base config in [{SWEEP_FILE}]({SWEEP_FILE})",
@@ -133,13 +154,39 @@ def _grid_section(spec: SweepSpec, *, trials_kept: bool) -> str:
     return "\n".join(lines)
 
 
-def _figures_section(figures: Sequence[Path], report_dir: Path) -> str:
-    """Each PNG figure shown, with a link to its PDF."""
+def _aggregates_section(table: str, scope: str, seed: int) -> str:
+    """The interquartile means table (``aggregate_table``) with how it was computed."""
+    level = f"{100 * CONFIDENCE:g}%"
+    how = (
+        f"Interquartile mean (25% trimmed mean) over seeds; in brackets its {level} stratified bootstrap percentile "
+        f"interval ({INTERVAL_REPS} replicates, seed {seed}; rliable's method, sobirl.experiments.aggregate)."
+    )
+    return f"## Aggregates\n\n{scope}{how}\n\n{table}"
+
+
+def _figures_section(figures: Sequence[Path], profile: Sequence[Path], report_dir: Path, seed: int) -> str:
+    """Each PNG figure shown, with a link to its PDF; then the performance profile (when there is one), with how it
+    was computed."""
     lines = ["## Figures", "", "Mean over seeds on the agent steps all seeds reached; shaded: +/- standard error."]
+    lines += _figure_lines(figures, report_dir)
+    if profile:
+        lines += [
+            "",
+            f"Performance profile: the fraction of each group's runs whose final evaluation return is above each "
+            f"threshold; shaded: its {100 * CONFIDENCE:g}% stratified bootstrap band ({PROFILE_REPS} replicates, "
+            f"seed {seed}).",
+            *_figure_lines(profile, report_dir),
+        ]
+    return "\n".join(lines)
+
+
+def _figure_lines(figures: Sequence[Path], report_dir: Path) -> list[str]:
+    """Markdown lines showing each PNG of ``figures`` with a link to its PDF."""
+    lines = []
     for png in (p for p in figures if p.suffix == ".png"):
         pdf = png.with_suffix(".pdf")
         lines += ["", f"![{png.stem}]({_link(png, report_dir)})", "", f"[{pdf.name}]({_link(pdf, report_dir)})"]
-    return "\n".join(lines)
+    return lines
 
 
 def _missing_section(

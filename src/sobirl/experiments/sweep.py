@@ -1,13 +1,16 @@
-"""Sweeps: a grid of deep RLHF trials (environments x algorithms x seeds) on local processes or Ray, resumable.
+"""Sweeps: a grid of deep RLHF trials (environments x algorithms x any config fields x seeds) on local processes or
+Ray, resumable.
 
 Every trial is one ``sobirl rlhf`` run (:class:`~sobirl.rlhf.trainer.RLHFTrainer`) with the base config's fields and
-its own ``env``, ``algo`` and ``seed``. The sweep lives in one directory, not timestamped, so that running the same
-sweep again finds it::
+its own ``env``, ``algo``, ``seed`` and grid point: one value of each ``grid`` key (any other key of
+:class:`~sobirl.rlhf.trainer.RLHFConfig`, e.g. ``reward_lr``). The sweep lives in one directory, not
+timestamped, so that running the same sweep again finds it::
 
     <root>/<name>/
-        sweep.yaml          the grid: base config, algos, seeds, envs, max_retries (written by the first run)
+        sweep.yaml          the grid: base config, algos, seeds, envs, grid, max_retries (written by the first run)
         failures.yaml       the trials that failed in the latest run, with their errors (absent when none failed)
-        rlhf-<env>-<algo>-seed<seed>/   one rlhf run directory per trial (config.yaml, metrics.csv, checkpoints/, ...)
+        rlhf-<env>-<algo>[-<key>=<value>...]-seed<seed>/   one rlhf run directory per trial (config.yaml,
+                            metrics.csv, checkpoints/, ...); e.g. rlhf-Pendulum-v1-drlhf-reward_lr=0.0001-seed0
 
 :func:`run_sweep` checks everything it can before it writes anything, then runs what is missing: a trial whose
 ``metrics.csv`` reaches ``total_steps`` is skipped, one with a checkpoint is resumed from it, any other is started
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import math
 import os
 import re
@@ -64,8 +68,15 @@ EventHandler = Callable[[str, str, str], None]
 """``on_event(kind, trial_name, detail)``: ``kind`` one of :data:`EVENTS`, ``detail`` one line for people."""
 
 _GRID_FIELDS = ("env", "algo", "seed")  # set per trial: the base config's own values are not part of the grid
-_SWEEP_HEADER = "# base: the config every trial shares; its env, algo and seed are replaced by each trial's\n"
+_SWEEP_HEADER = (
+    "# base: the config every trial shares; its env, algo, seed and the grid's keys are replaced by each trial's\n"
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")  # env ids may hold '/' or ':' (namespaces, entry points)
+_UNSAFE_VALUE = re.compile(r"[^A-Za-z0-9._+-]")  # a grid value in a trial name ('+': 1e+20)
+
+GridPoint = tuple[tuple[str, Any], ...]
+"""One value of each grid key, ``((key, value), ...)`` in the grid's (sorted) order of keys; ``()`` without a
+grid."""
 
 
 @dataclass(frozen=True)
@@ -73,18 +84,49 @@ class Trial:
     """One run of a sweep.
 
     Attributes:
-        name: the trial's run directory name in the sweep directory, ``rlhf-<env>-<algo>-seed<seed>``.
-        config: the resolved config: the base config with the trial's env, algo and seed.
+        name: the trial's run directory name in the sweep directory (:func:`trial_name`).
+        config: the resolved config: the base config with the trial's env, algo, seed and grid point.
+        point: the trial's grid point (:data:`GridPoint`); ``()`` in a sweep without a grid.
     """
 
     name: str
     config: RLHFConfig
+    point: GridPoint = ()
 
 
-def trial_name(env: str, algo: str, seed: int) -> str:
+def trial_name(env: str, algo: str, seed: int, point: GridPoint | Mapping[str, Any] = ()) -> str:
     """The run directory name of a trial, ``rlhf-<env>-<algo>-seed<seed>`` (``sobirl rlhf``'s default name without
-    the timestamp); characters of the env id that are unsafe in a path become ``_``."""
-    return f"rlhf-{_UNSAFE.sub('_', env)}-{algo}-seed{seed}"
+    the timestamp), with its grid point's ``<key>=<value>`` before the seed, e.g.
+    ``rlhf-Pendulum-v1-drlhf-reward_lr=0.0001-seed0`` (:func:`grid_label` of each value). Characters that are unsafe
+    in a path (in the env id: anything but letters, digits, ``.``, ``_`` and ``-``; in a value ``+`` is kept too)
+    become ``_``."""
+    items = point.items() if isinstance(point, Mapping) else point
+    values = "".join(f"-{key}={_UNSAFE_VALUE.sub('_', grid_label(value))}" for key, value in items)
+    return f"rlhf-{_UNSAFE.sub('_', env)}-{algo}{values}-seed{seed}"
+
+
+def grid_label(value: Any) -> str:
+    """A grid value as people read it in trial names, tables and legends: YAML's spelling of booleans and null
+    (``true``, ``null``), the shortest repr of a float (``0.0001``, ``1e-05``), a sequence's items joined by ``x``
+    (``[64, 64]``: ``64x64``), anything else as ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "x".join(grid_label(item) for item in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def point_label(point: GridPoint) -> str:
+    """A grid point as ``key=value, key=value`` (:func:`grid_label`); empty for ``()``."""
+    return ", ".join(f"{key}={grid_label(value)}" for key, value in point)
+
+
+def plain_value(value: Any) -> Any:
+    """A config or grid value as a plain YAML value: tuples (of RLHFConfig's fields) become lists, recursively, so a
+    value read from a config equals the one in ``sweep.yaml``."""
+    return [plain_value(item) for item in value] if isinstance(value, (list, tuple)) else value
 
 
 @dataclass(frozen=True)
@@ -93,13 +135,19 @@ class SweepSpec:
     the machine: the device and the environments).
 
     Attributes:
-        base: the config every trial shares; its ``env``, ``algo`` and ``seed`` are replaced by each trial's.
+        base: the config every trial shares; its ``env``, ``algo``, ``seed`` and the ``grid`` keys are replaced by
+            each trial's.
         algos: algorithms of the grid, each one of ``trainer.ALGOS``, no repeats.
         seeds: seeds of the grid, integers >= 0, at least one, no repeats.
         envs: gymnasium environment ids of the grid, no repeats; None: the base config's env. Always a tuple after
             construction.
         workers: trials running at the same time, each in its own process (>= 1).
         max_retries: further attempts of a failed trial before it is reported as failed (>= 0).
+        grid: further axes of the grid: a config key (any key of ``RLHFConfig.from_dict``, not ``env``, ``algo`` or
+            ``seed``, which have their own) -> its values (at least one, no repeats, each valid in its trials' configs);
+            every combination of one value per key is a grid point. None or empty: no further axis. After
+            construction a dict of tuples (lists in a value, e.g. ``reward_hidden``, stay lists), keys sorted (the
+            order of the keys in trial names, whatever order they were given in).
     """
 
     base: RLHFConfig
@@ -108,6 +156,7 @@ class SweepSpec:
     envs: tuple[str, ...] | None = None
     workers: int = 1
     max_retries: int = 1
+    grid: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, RLHFConfig):
@@ -132,13 +181,54 @@ class SweepSpec:
                 raise ValueError(f"envs must hold gymnasium environment ids, got {env!r}")
         check_int("workers", self.workers, low=1)
         check_int("max_retries", self.max_retries)
+        object.__setattr__(self, "grid", self._checked_grid())
         names = [trial.name for trial in self.trials()]  # also validates every trial's config
         if len(set(names)) < len(names):
             raise ValueError(f"envs {', '.join(self.envs)} give the same trial directory names; rename or drop one")
 
+    def _checked_grid(self) -> dict[str, tuple[Any, ...]]:
+        """``grid`` validated (see the class docstring) as a dict of tuples, keys sorted.
+
+        Raises:
+            TypeError: ``grid`` is not a mapping, or a key's values are not a sequence.
+            ValueError: a key that is one of env, algo, seed, a key without values, or a repeated value. An unknown
+                key (a key ``RLHFConfig.from_dict`` does not take) and a value the config rejects are reported by
+                :meth:`trials`, in the config of the first trial that has them (whose name holds the key and the
+                value; the config's message names the valid keys or values), as a value may be valid only with
+                another key's value (``initial_pairs`` with ``total_pairs``).
+        """
+        if self.grid is None:
+            return {}
+        if not isinstance(self.grid, Mapping):
+            raise TypeError(f"grid must be a mapping of config keys to their values, got {type(self.grid).__name__}")
+        grid: dict[str, tuple[Any, ...]] = {}
+        for key, values in self.grid.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"grid keys must be config keys, got {key!r}")
+            if key in _GRID_FIELDS:
+                raise ValueError(
+                    f"grid key {key!r} is an axis of its own: give it as the sweep's {key}s, not in the grid"
+                )
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise TypeError(f"grid {key} must be a sequence of values, got {type(values).__name__}")
+            values = tuple(plain_value(v) for v in values)
+            if not values:
+                raise ValueError(f"grid {key} must hold at least one value")
+            repeated = sorted({grid_label(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"grid {key} must not repeat a value, got {', '.join(repeated)} more than once")
+            grid[key] = values  # the values are checked in each trial's config (trials()), with the other keys'
+        return dict(sorted(grid.items()))  # one order, so a grid point has one name however the keys were given
+
+    def points(self) -> tuple[GridPoint, ...]:
+        """The grid points, every combination of one value per ``grid`` key (the last key varying fastest);
+        ``((),)`` without a grid."""
+        grid = self.grid or {}
+        return tuple(tuple(zip(grid, values, strict=True)) for values in itertools.product(*grid.values()))
+
     def trials(self) -> tuple[Trial, ...]:
-        """The grid, seeds outermost, then envs, then algos: a sweep stopped early still has every algorithm on
-        the first seeds, which is what a comparison needs first.
+        """The grid, seeds outermost, then envs, then grid points (:meth:`points`), then algos: a sweep stopped
+        early still has every algorithm on the first seeds, which is what a comparison needs first.
 
         Raises:
             ValueError: a trial's config is invalid (e.g. an estimator the algorithm does not take), naming it.
@@ -146,26 +236,35 @@ class SweepSpec:
         trials = []
         for seed in self.seeds:
             for env in self.envs or ():
-                for algo in self.algos:
-                    name = trial_name(env, algo, seed)
-                    try:
-                        config = self.base.replace(env=env, algo=algo, seed=seed)
-                    except (ValueError, TypeError) as err:
-                        raise type(err)(f"trial {name}: {err}") from err
-                    trials.append(Trial(name, config))
+                for point in self.points():
+                    for algo in self.algos:
+                        name = trial_name(env, algo, seed, point)
+                        try:
+                            config = self.base.replace(**dict(point), env=env, algo=algo, seed=seed)
+                        except (ValueError, TypeError) as err:
+                            raise type(err)(f"trial {name}: {err}") from err
+                        trials.append(Trial(name, config, point))
         return tuple(trials)
 
     def check_runnable(self) -> None:
-        """Check what the trials need of this machine: the device and every environment (made once and closed).
+        """Check what the trials need of this machine: the device (of each grid point) and every environment, made
+        and closed once per (env, grid point) (its time limit, spaces and fragment length depend on the config).
 
         Raises:
-            ValueError: the device is unavailable, or an env id is unknown or unsuitable (naming the env and the
-                problem, see ``trainer.make_env``).
+            ValueError: the device is unavailable, or an env id is unknown or unsuitable for a grid point's config
+                (naming the env and the problem, see ``trainer.make_env``; the grid point's values when it has any).
             gymnasium.error.DependencyNotInstalled: an environment needs an uninstalled extra (MuJoCo, Atari).
         """
-        check_device(self.base.device)
-        for env in self.envs or ():
-            make_env(self.base.replace(env=env)).close()
+        for point in self.points():
+            config = self.base.replace(**dict(point), algo=self.algos[0])  # valid: trials() checked it
+            try:
+                check_device(config.device)
+                for env in self.envs or ():
+                    make_env(config.replace(env=env)).close()
+            except ValueError as err:
+                if not point:
+                    raise
+                raise ValueError(f"grid point {point_label(point)}: {err}") from err
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep as plain YAML values (``sweep.yaml``); ``workers`` is left out: it says how this machine runs
@@ -175,17 +274,18 @@ class SweepSpec:
             "algos": list(self.algos),
             "seeds": list(self.seeds),
             "envs": list(self.envs or ()),
+            "grid": {key: list(values) for key, values in (self.grid or {}).items()},
             "max_retries": self.max_retries,
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], *, workers: int = 1) -> SweepSpec:
-        """The spec in a mapping such as :meth:`to_dict`'s (``envs`` and ``max_retries`` optional).
+        """The spec in a mapping such as :meth:`to_dict`'s (``envs``, ``grid`` and ``max_retries`` optional).
 
         Raises:
             ValueError: a key is unknown or missing, or a value is invalid.
         """
-        keys = ("base", "algos", "seeds", "envs", "max_retries")
+        keys = ("base", "algos", "seeds", "envs", "grid", "max_retries")
         unknown = [str(k) for k in values if k not in keys]
         if unknown:
             raise ValueError(f"unknown sweep keys {', '.join(unknown)}; valid: {', '.join(keys)}")
@@ -201,6 +301,7 @@ class SweepSpec:
             envs=values.get("envs"),
             workers=workers,
             max_retries=values.get("max_retries", 1),
+            grid=values.get("grid"),
         )
 
 
@@ -279,7 +380,9 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         run_dir = Path(task.run_dir)
         if latest_checkpoint(run_dir) is not None:
             stored = RLHFConfig.from_yaml(run_dir / CONFIG_FILE)
-            if stored != task.config:  # sweep.yaml is checked, but a trial directory may have been edited or copied
+            if (
+                stored.resolved() != task.config.resolved()
+            ):  # sweep.yaml is checked, but a trial directory may have been edited or copied
                 raise ValueError(
                     f"{run_dir / CONFIG_FILE} is not this trial's config; move the directory away to rerun the trial"
                 )
@@ -288,7 +391,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir()
-            write_config(run_dir, {"experiment": "rlhf", **task.config.to_dict()}, command=task.command)
+            write_config(run_dir, {"experiment": "rlhf", **task.config.resolved()}, command=task.command)
             trainer = RLHFTrainer(task.config, run_dir)
         trainer.run()
         rows = read_metrics(run_dir)
@@ -478,8 +581,9 @@ def _locked(sweep_dir: Path) -> Iterator[None]:
 
 
 def _write_or_check_spec(spec: SweepSpec, sweep_dir: Path) -> None:
-    """Write ``sweep.yaml``, or check that the existing one holds the same grid (base config without the grid
-    fields, algos, seeds, envs); a different one is refused rather than mixing two grids in one directory."""
+    """Write ``sweep.yaml``, or check that the existing one holds the same grid (base config without the fields
+    each trial sets, algos, seeds, envs, grid); a different one is refused rather than mixing two grids in one
+    directory. A ``sweep.yaml`` written before grids existed holds no ``grid``: the same as an empty one."""
     path = sweep_dir / SWEEP_FILE
     if not path.exists():
         _write_yaml(path, spec.to_dict(), header=_SWEEP_HEADER)
@@ -495,9 +599,14 @@ def _write_or_check_spec(spec: SweepSpec, sweep_dir: Path) -> None:
         for key in ("algos", "seeds", "envs")
         if getattr(stored, key) != getattr(spec, key)
     ]
-    old, new = _shared_fields(stored.base), _shared_fields(spec.base)
+    old_grid, new_grid = stored.to_dict()["grid"], spec.to_dict()["grid"]
+    if old_grid != new_grid:
+        differences.append(f"grid: {old_grid} in {SWEEP_FILE}, {new_grid} given")
+    old, new = _shared_fields(stored), _shared_fields(spec)
     differences += [
-        f"base {key}: {old[key]!r} in {SWEEP_FILE}, {new[key]!r} given" for key in new if old[key] != new[key]
+        f"base {key}: {old[key]!r} in {SWEEP_FILE}, {new[key]!r} given"
+        for key in new
+        if key in old and old[key] != new[key]
     ]
     if differences:
         raise ValueError(
@@ -506,9 +615,9 @@ def _write_or_check_spec(spec: SweepSpec, sweep_dir: Path) -> None:
         )
 
 
-def _shared_fields(config: RLHFConfig) -> dict[str, Any]:
-    """The config fields every trial takes from the base config."""
-    return {k: v for k, v in config.to_dict().items() if k not in _GRID_FIELDS}
+def _shared_fields(spec: SweepSpec) -> dict[str, Any]:
+    """The config fields every trial of ``spec`` takes from its base config (not env, algo, seed, the grid keys)."""
+    return {k: v for k, v in spec.base.to_dict().items() if k not in _GRID_FIELDS and k not in (spec.grid or {})}
 
 
 def _write_yaml(path: Path, values: Any, *, header: str = "") -> None:

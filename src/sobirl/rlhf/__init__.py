@@ -1,4 +1,5 @@
-"""Deep RLHF from preferences, the follower-independent part: episodes, fragments, labels, reward net, loss.
+"""Deep RLHF from preferences: episodes, fragments, labels, reward net, loss and update rules (the loop that joins
+them with the follower: :mod:`sobirl.rlhf.trainer`).
 
 The pipeline, each step one module:
 
@@ -14,6 +15,10 @@ The pipeline, each step one module:
    :func:`preference_loss` (``preference_model``) its Bradley-Terry loss on a mini-batch in one forward pass. For
    Discrete actions, :func:`action_reward_net` (``action_reward_net``) gives one output per action (an MLP or the
    Nature CNN on stacked frames).
+6. An :class:`UpdateRule` (``rules``, by name in :data:`RULES`) turns labelled pairs into the reward net's update; its
+   second term reads the follower through a :class:`Follower` and :class:`Visits` (``visits``), with an estimator of
+   ``dQ/dx - dV/dx`` from :data:`SENSITIVITIES` (``sensitivities``), the successor-feature critic among them
+   (``successor``).
 
 Arrays are numpy up to the dataset (what environments and SB3 produce); the preference model takes torch tensors.
 """
@@ -29,40 +34,42 @@ from sobirl.rlhf.preference_model import fragment_returns, preference_accuracy, 
 from sobirl.rlhf.preferences import LABEL_MODES, PreferenceDataset, PreferenceGatherer, SyntheticLabeller
 from sobirl.rlhf.recording import RecordingCallback
 from sobirl.rlhf.reward_net import ACTIVATIONS, RewardNet
+from sobirl.rlhf.rules import RULES, RuleConfig, UpdateLoss, UpdateRule
 from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
+from sobirl.rlhf.sensitivities import SENSITIVITIES, Sensitivity
+from sobirl.rlhf.successor import CriticConfig, SuccessorFeatures
 from sobirl.rlhf.trajectories import AUTORESET_MODES, EpisodeRecorder, Trajectory
-from sobirl.rlhf.updates import (
-    EXPLORATION_ESTIMATORS,
-    UPDATE_RULES,
-    ActionSampler,
-    PreferenceUpdate,
-    StormMomentum,
-    UpdateLoss,
-)
+from sobirl.rlhf.visits import ActionProbabilities, ActionSampler, Follower, Visits
 
 __all__ = [
     "ACTIVATIONS",
     "AUTORESET_MODES",
-    "EXPLORATION_ESTIMATORS",
     "LABEL_MODES",
+    "RULES",
     "SCHEDULES",
-    "UPDATE_RULES",
+    "SENSITIVITIES",
+    "ActionProbabilities",
     "ActionRewardNet",
     "ActionSampler",
     "CnnActionRewardNet",
+    "CriticConfig",
     "EpisodeRecorder",
+    "Follower",
     "FragmentPairs",
     "MlpActionRewardNet",
     "PreferenceDataset",
     "PreferenceGatherer",
-    "PreferenceUpdate",
     "QuerySchedule",
     "RecordingCallback",
     "RewardNet",
-    "StormMomentum",
+    "RuleConfig",
+    "Sensitivity",
+    "SuccessorFeatures",
     "SyntheticLabeller",
     "Trajectory",
     "UpdateLoss",
+    "UpdateRule",
+    "Visits",
     "action_reward_net",
     "fragment_returns",
     "preference_accuracy",

@@ -96,6 +96,34 @@ class ActionRewardNet(OutputNormalization):
         taken = self._normalize(raw.gather(-1, index.unsqueeze(-1)).squeeze(-1), update=True)
         return taken, self._normalize(raw, update=False)
 
+    @property
+    def head(self) -> nn.Linear:
+        """The last linear layer (``outputs`` units), whose parameters the successor features differentiate."""
+        return self.body[-1]
+
+    def all_head_features(self, observations: torch.Tensor) -> torch.Tensor:
+        """``F(s, a) = d r(s, a) / d theta_head`` of every action, ``(..., n_actions, outputs (d + 1))`` in the layout
+        of :func:`~sobirl.rlhf.reward_net.head_parameters`: the last hidden layer's output and a 1, divided by
+        :meth:`output_scale`, in the block of the output that is action ``a``'s (the only one with ``state_only``)
+        and zero elsewhere (no graph)."""
+        k = len(self.obs_shape)
+        lead = observations.shape[: observations.dim() - k]
+        param = next(self.parameters())
+        with torch.no_grad():
+            phi = self.body[:-1](observations.reshape(-1, *self.obs_shape).to(param.dtype))
+            block = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1) / self.output_scale()  # (N, d + 1)
+            eye = torch.eye(self.outputs, dtype=block.dtype, device=block.device)
+            if self.state_only:
+                eye = eye.expand(self.n_actions, 1)
+            features = eye.unsqueeze(-1) * block[:, None, None, :]  # (N, n_actions, outputs, d + 1)
+        return features.reshape(*lead, self.n_actions, -1)
+
+    def head_features(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``F(s, a)`` of the taken actions (indices as :meth:`forward`), ``(..., outputs (d + 1))``."""
+        every = self.all_head_features(observations)
+        index = actions.reshape(every.shape[:-2]).long()
+        return every.gather(-2, index[..., None, None].expand(*index.shape, 1, every.shape[-1])).squeeze(-2)
+
 
 class MlpActionRewardNet(ActionRewardNet):
     """``r(s, .) = MLP(s)`` with ``n_actions`` outputs, for 1-D observations of size ``obs_dim``.

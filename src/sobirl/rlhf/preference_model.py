@@ -14,10 +14,11 @@ and ``imitation`` call the net once per fragment; ``benchmarks/preference_model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
-from torch.nn.functional import binary_cross_entropy_with_logits
+from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
 from sobirl.validation import check_range
 
@@ -58,11 +59,28 @@ def preference_logits(
     return R[:, 0] - R[:, 1]
 
 
-def preference_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The mean Bradley-Terry cross-entropy of ``logits (B,)`` against labels ``y (B,)`` in ``[0, 1]``."""
+def preference_loss(logits: torch.Tensor, labels: torch.Tensor, *, random_response: float = 0.0) -> torch.Tensor:
+    """The mean Bradley-Terry cross-entropy of ``logits (B,)`` against labels ``y (B,)`` in ``[0, 1]``
+    (:func:`pair_losses`)."""
+    return pair_losses(logits, labels, random_response=random_response).mean()
+
+
+def pair_losses(logits: torch.Tensor, labels: torch.Tensor, *, random_response: float = 0.0) -> torch.Tensor:
+    """Each pair's cross-entropy ``-[y log P + (1 - y) log(1 - P)]``, ``(B,)``, with
+    ``P = eps/2 + (1 - eps) sigmoid(logit)``: the Bradley-Terry model with a random-response probability
+    ``eps = random_response`` in ``[0, 1)`` (Christiano et al. 2017; 0: plain Bradley-Terry). With ``eps > 0`` the loss
+    is bounded by ``-log(eps/2)``, however wrong a prediction."""
     if labels.shape != logits.shape:
         raise ValueError(f"labels must have the logits' shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
-    return binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    y = labels.to(logits.dtype)
+    eps = check_range("random_response", random_response, low=0.0, high=1.0, high_open=True)
+    if eps == 0.0:
+        return binary_cross_entropy_with_logits(logits, y, reduction="none")
+    floor = torch.full_like(logits, math.log(eps / 2))
+    keep = math.log1p(-eps)
+    log_p = torch.logaddexp(floor, keep + logsigmoid(logits))
+    log_q = torch.logaddexp(floor, keep + logsigmoid(-logits))
+    return -(y * log_p + (1 - y) * log_q)
 
 
 def preference_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -70,6 +70,14 @@ class OutputNormalization(nn.Module):
         mean, var = self.reward_mean.to(raw.dtype), self.reward_var.to(raw.dtype)
         return (raw - mean) / torch.sqrt(var + NORM_EPS)
 
+    def output_scale(self) -> float:
+        """``sqrt(sigma^2 + eps)``, what a raw output is divided by (1 without normalisation)."""
+        return math.sqrt(self.reward_var.item() + NORM_EPS) if self.normalize_output else 1.0
+
+    def output_offset(self) -> float:
+        """``mu / sqrt(sigma^2 + eps)``: a normalised output is ``raw / output_scale() - output_offset()``."""
+        return self.reward_mean.item() / self.output_scale() if self.normalize_output else 0.0
+
     def _update_statistics(self, batch: torch.Tensor) -> None:
         """Merge a batch of raw outputs into the running mean and (population) variance."""
         n_b = batch.numel()
@@ -172,6 +180,26 @@ class RewardNet(OutputNormalization):
             )
         raw = self.mlp(torch.cat([observations, actions], dim=-1)).squeeze(-1)
         return self._normalize(raw, update=True)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The last linear layer, whose parameters the successor features differentiate."""
+        return self.mlp[-1]
+
+    def head_features(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``F(s, a) = d r(s, a) / d theta_head``, ``(..., hidden[-1] + 1)``: the last hidden layer's output and a 1,
+        divided by :meth:`output_scale`; ``r(s, a) = F(s, a) . head_parameters(self) + const`` (no graph)."""
+        with torch.no_grad():
+            phi = self.mlp[:-1](torch.cat([observations, actions], dim=-1))
+            ones = torch.ones_like(phi[..., :1])
+            return torch.cat([phi, ones], dim=-1) / self.output_scale()
+
+
+def head_parameters(net: RewardNet | nn.Module) -> torch.Tensor:
+    """The last linear layer's parameters as one flat vector, row by row ``[W_k, b_k]`` (``(outputs (d + 1),)``), the
+    layout of :meth:`RewardNet.head_features`; differentiable in them."""
+    head = net.head
+    return torch.cat([head.weight, head.bias.unsqueeze(1)], dim=1).reshape(-1)
 
 
 def _box_dim(name: str, space: spaces.Space, *, not_box: str, not_flat: str) -> int:

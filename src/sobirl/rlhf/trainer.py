@@ -3,7 +3,7 @@ one loop, into a run directory that can be resumed after a kill.
 
 The follower is SB3's SAC with a :class:`RewardNet` on ``(s, a)`` for Box actions, or
 :class:`~sobirl.agents.DiscreteSAC` with a per-action :class:`~sobirl.rlhf.ActionRewardNet` for Discrete actions (the
-exploration term's baseline is then exact, :mod:`sobirl.rlhf.updates`); "SAC" below means either. Atari games
+exploration term's baseline is then exact, :mod:`sobirl.rlhf.sensitivities`); "SAC" below means either. Atari games
 (:func:`sobirl.envs.make_atari`) give uint8 stacks of frames: DiscreteSAC's ``CnnPolicy``, the Nature CNN reward net
 and a replay buffer storing each frame once (:class:`~sobirl.agents.FrameStackReplayBuffer`); the episode recorder, the
 fragments and the preference dataset keep the frames as uint8 (the recorder and the dataset each frame of an episode
@@ -11,7 +11,8 @@ or fragment once), and the reward net sees float copies of one mini-batch at a t
 (:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
 
 - a reward update every ``reward_update_interval`` steps (not for ``sac-true-reward``): query the
-  :class:`QuerySchedule`'s new pairs from the recorded episodes, label them with the :class:`SyntheticLabeller`,
+  :class:`QuerySchedule`'s new pairs from the recorded episodes, label them with the labeller (the
+  :class:`SyntheticLabeller` by default),
   push them to the :class:`PreferenceDataset`, then train the :class:`RewardNet` with the algorithm's rule for
   ``reward_epochs`` passes over the dataset (``initial_reward_epochs`` at the first update);
 - an evaluation every ``eval_interval`` steps and at the end: the policy's true return on a separate environment
@@ -30,7 +31,8 @@ Run directory (:data:`CHECKPOINT_DIR` and the files of :mod:`sobirl.experiments.
     checkpoints/step-<N>/  sac.zip  replay_buffer.pkl  dataset.npz  state.pt
 
 A checkpoint is written under a temporary name and renamed when complete, so a kill never leaves a partial one;
-``state.pt`` holds the reward net, its optimiser and momentum, the episode recorder, the generators (global and
+``state.pt`` holds the reward net, its optimiser, the update rule (with its state: STORM's recursion) and the
+successor-feature critic, the episode recorder, the generators (global and
 own), the counters and the number of metrics rows logged. :meth:`RLHFTrainer.resume` loads the latest checkpoint,
 truncates ``metrics.csv`` to those rows (and TensorBoard to the same points) and continues. The episode
 running at the checkpoint cannot be restored (environments are not picklable in general): the resumed run starts a
@@ -74,18 +76,19 @@ from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.rlhf.action_reward_net import ActionRewardNet, action_reward_net
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import preference_accuracy, preference_logits
-from sobirl.rlhf.preferences import PreferenceDataset, SyntheticLabeller
+from sobirl.rlhf.preferences import PreferenceDataset, PreferenceGatherer, SyntheticLabeller
 from sobirl.rlhf.recording import RecordingCallback
 from sobirl.rlhf.reward_net import RewardNet
+from sobirl.rlhf.rules import RULES, UpdateRule, rule_keys
 from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
+from sobirl.rlhf.successor import CriticConfig, SuccessorFeatures
 from sobirl.rlhf.trajectories import EpisodeRecorder
-from sobirl.rlhf.updates import PairBatch, PreferenceUpdate, StormMomentum
+from sobirl.rlhf.visits import Follower, PairBatch, Visits
 from sobirl.validation import check_choice, check_int, check_range
 
-ALGOS = ("drlhf", "sobirl", "stoc-sobirl", "hpgd", "pbrl", "sac-true-reward")
-"""``drlhf``/``sobirl``/``hpgd``/``pbrl``: :class:`PreferenceUpdate` rules; ``stoc-sobirl``: ``sobirl`` with
-:class:`StormMomentum`;
-``sac-true-reward``: SAC on the environment's reward (no reward net, no preferences), the reference."""
+ALGOS = (*RULES, "sac-true-reward")
+"""The update rules of :data:`sobirl.rlhf.rules.RULES`, and ``sac-true-reward``: SAC on the environment's reward (no
+reward net, no preferences), the reference."""
 
 DEVICES = ("auto", "cpu", "cuda")
 """Devices of SAC and the reward net."""
@@ -122,8 +125,8 @@ _CONFIG_EXTRAS = ("experiment", "versions", "command_line")
 """Keys of a run's ``config.yaml`` that are not :class:`RLHFConfig` fields, so that file works as ``--config``."""
 _LOG = logging.getLogger(__name__)
 _EVAL_STREAM, _HELD_OUT_STREAM = 1, 2  # second entropy word of the per-evaluation generators
-_RULES = {"drlhf": "drlhf", "sobirl": "sobirl", "stoc-sobirl": "sobirl", "hpgd": "hpgd", "pbrl": "pbrl"}
-"""The :class:`PreferenceUpdate` rule of each algorithm with a reward net."""
+_SECTIONS = {"rule": rule_keys(), "critic": CriticConfig.setting_names()}
+"""Settings that live in a component's own config (the rule's, the critic's), given flat in YAML and ``--set``."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class RLHFConfig:
         env: gymnasium environment id with a 1-D Box observation space and a 1-D Box (e.g. Pendulum-v1,
             HalfCheetah-v5) or Discrete (e.g. CartPole-v1) action space, or an Atari game (e.g. ALE/BeamRider-v5,
             the atari extra; :func:`sobirl.envs.make_atari`'s frames and Discrete actions).
-        algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl with STORM momentum), hpgd, pbrl, sac-true-reward.
+        algo: one of ALGOS: drlhf, sobirl, stoc-sobirl (sobirl through STORM's recursion), hpgd, pbrl, sac-true-reward.
         total_steps: agent (environment) steps of the run.
         seed: seed of SAC, the environments, the reward net and the preference pipeline.
         device: device of SAC and the reward net: auto, cpu or cuda.
@@ -170,31 +173,25 @@ class RLHFConfig:
         dataset_capacity: preference pairs kept (FIFO).
         label_temperature: Bradley-Terry temperature of the synthetic labeller.
         label_noise: probability that a synthetic label is replaced by a random one.
-        estimator: the exploration-term estimator, one-step or monte-carlo (hpgd: monte-carlo only; pbrl: one-step
-            only); None: the algorithm's default (one-step; hpgd: monte-carlo).
-        action_samples: actor actions per visited state for the exploration term's baseline.
-        exploration_warmup: agent steps before the exploration term is switched on.
-        storm_eta: STORM momentum weight in (0, 1] (stoc-sobirl).
-        exploration_scale: c > 0 multiplying the exploration term of sobirl, stoc-sobirl and hpgd (1: the formula).
-        exploration_weight_max: a cap w_max > 0 on that term's weight c / alpha (SAC's temperature alpha falls
-            towards 0 as the run goes on); None: no cap (the formula).
-        advantage_clip: c_a > 0: that term's pair weights l_j - lbar_{-j} clipped to [-c_a, c_a] (l_j is unbounded
-            as a prediction goes wrong, so the term can run away; updates.py); None: not clipped (the formula).
-        penalty: pbrl's initial penalty weight lambda_0 > 0.
-        penalty_growth: pbrl's factor (>= 1) on lambda per reward update.
-        penalty_max: pbrl's cap on lambda (>= penalty).
         exploration_pairs: the second term (exploration or penalty) is estimated on a mini-batch of the newest this
-            many pairs (recent fragments, close to the current policy), the cross-entropy on the whole dataset; None:
-            both on the same batch from the whole dataset. Off-policy pairs make the term drift (updates.py).
-        grad_clip: clip the reward net's update direction to this norm before each optimiser step (HPGD's
-            gradient-norm clipping; any algo); None: no clipping.
-        clip: clamp of the relabelled rewards SAC learns from; None: no clamp.
+            many pairs (recent fragments, close to the current follower: the formula's expectation is over the
+            current follower's fragments), the cross-entropy on the whole dataset; None: both on the same batch from
+            the whole dataset.
+        rule: the update rule's own settings (:data:`sobirl.rlhf.rules.RULES`, each rule's ``Config``: e.g.
+            ``estimator``, ``exploration_warmup``, ``grad_clip``, ``storm_lr``, ``penalty``), given flat in YAML and
+            ``--set``; settings of other rules are kept and unused; unset ones take the rule's defaults.
+        critic: the successor-feature critic's settings (:class:`sobirl.rlhf.successor.CriticConfig`: ``critic_*``),
+            given flat; used where the rule's estimator is ``successor-features``.
+        clip: clamp of the relabelled rewards SAC learns from; None: no clamp. The second terms differentiate the
+            clamped reward (zero Jacobian where it binds).
         recorder_steps: steps of recent training episodes kept to cut fragments from.
         sac_learning_starts: agent steps of random actions before SAC trains.
         sac_buffer_size: SAC's replay buffer size.
         sac_batch_size: SAC's mini-batch size.
         sac_learning_rate: SAC's learning rate.
-        sac_gamma: SAC's discount (also the monte-carlo estimator's).
+        sac_gamma: SAC's discount (also the monte-carlo estimator's and the critic's).
+        sac_ent_coef: SAC's fixed entropy temperature alpha > 0 (the follower is then soft-optimal for one tau, the
+            exploration term's weight 1/alpha); None: autotuned (SB3's "auto"; DiscreteSAC's target entropy).
         sac_net_arch: hidden widths of SAC's actor and critics (Atari: after the Nature CNN's 512 features; empty:
             linear heads, the DQN-style network).
         sac_train_freq: agent steps between SAC's gradient steps (one each; 4 in DQN-style Atari training).
@@ -246,18 +243,9 @@ class RLHFConfig:
     dataset_capacity: int = 3000
     label_temperature: float = 1.0
     label_noise: float = 0.0
-    estimator: str | None = None
-    action_samples: int = 1
-    exploration_warmup: int = 0
-    storm_eta: float = 0.5
-    exploration_scale: float = 1.0
-    exploration_weight_max: float | None = None
-    advantage_clip: float | None = None
-    penalty: float = 1.0
-    penalty_growth: float = 1.05
-    penalty_max: float = 100.0
-    exploration_pairs: int | None = None
-    grad_clip: float | None = None
+    exploration_pairs: int | None = 64
+    rule: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    critic: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     clip: float | None = 1.0
     recorder_steps: int = 20_000
     sac_learning_starts: int = 1000
@@ -265,6 +253,7 @@ class RLHFConfig:
     sac_batch_size: int = 256
     sac_learning_rate: float = 3e-4
     sac_gamma: float = 0.99
+    sac_ent_coef: float | None = None
     sac_net_arch: tuple[int, ...] = (256, 256)
     sac_train_freq: int = 1
     sac_tau: float = 0.005
@@ -298,7 +287,6 @@ class RLHFConfig:
             "initial_reward_epochs",
             "reward_batch_size",
             "dataset_capacity",
-            "action_samples",
             "recorder_steps",
             "sac_buffer_size",
             "sac_batch_size",
@@ -312,7 +300,7 @@ class RLHFConfig:
             "checkpoint_interval",
         ):
             check_int(name, getattr(self, name), low=1)
-        for name in ("initial_pairs", "exploration_warmup", "sac_learning_starts"):
+        for name in ("initial_pairs", "sac_learning_starts"):
             check_int(name, getattr(self, name))
         for name in ("threads", "max_episode_steps", "exploration_pairs", "absorbing_steps"):
             if getattr(self, name) is not None:
@@ -324,16 +312,22 @@ class RLHFConfig:
         check_range("reward_weight_decay", self.reward_weight_decay, low=0.0)
         check_range("label_temperature", self.label_temperature, low=0.0, low_open=True)
         check_range("label_noise", self.label_noise, low=0.0, high=1.0)
-        check_range("storm_eta", self.storm_eta, low=0.0, high=1.0, low_open=True)
         check_range("sac_learning_rate", self.sac_learning_rate, low=0.0, low_open=True)
         check_range("sac_gamma", self.sac_gamma, low=0.0, high=1.0)
         check_range("sac_tau", self.sac_tau, low=0.0, high=1.0, low_open=True)
         if self.sac_target_entropy_scale is not None:
             check_range("sac_target_entropy_scale", self.sac_target_entropy_scale, low=0.0, high=1.0, low_open=True)
-        for name in ("clip", "grad_clip"):
+        for name in ("clip", "sac_ent_coef"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=0.0, low_open=True)
-        self.update_rule()  # estimator, exploration_scale, exploration_weight_max, advantage_clip, penalty*
+        for section, keys in _SECTIONS.items():
+            values = dict(getattr(self, section))
+            unknown = [k for k in values if k not in keys]
+            if unknown:
+                raise ValueError(f"unknown {section} settings {', '.join(map(str, unknown))}; valid: {', '.join(keys)}")
+            object.__setattr__(self, section, values)
+        self.update_rule()  # the chosen rule checks its settings (another rule's are checked when it is chosen)
+        self.critic_config()
         for name in (
             "reward_normalize",
             "reward_state_only",
@@ -351,21 +345,14 @@ class RLHFConfig:
             )
         self.schedule_for()  # initial_pairs <= total_pairs
 
-    def update_rule(self) -> PreferenceUpdate:
-        """The reward net's update rule (``drlhf`` for ``sac-true-reward``, which has no reward net)."""
-        return PreferenceUpdate(
-            rule=_RULES.get(self.algo, "drlhf"),
-            estimator=self.estimator,
-            action_samples=self.action_samples,
-            gamma=self.sac_gamma,
-            exploration_warmup=self.exploration_warmup,
-            exploration_scale=self.exploration_scale,
-            exploration_weight_max=self.exploration_weight_max,
-            advantage_clip=self.advantage_clip,
-            penalty=self.penalty,
-            penalty_growth=self.penalty_growth,
-            penalty_max=self.penalty_max,
-        )
+    def update_rule(self) -> UpdateRule:
+        """A fresh instance of the algorithm's update rule with its settings (``drlhf`` for ``sac-true-reward``, which
+        has no reward net)."""
+        return RULES.get(self.algo, RULES["drlhf"]).from_settings(self.rule)
+
+    def critic_config(self) -> CriticConfig:
+        """The successor-feature critic's settings."""
+        return CriticConfig(**self.critic)
 
     def schedule_for(self) -> QuerySchedule:
         """The query schedule of the run."""
@@ -378,18 +365,39 @@ class RLHFConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain YAML values (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """The fields as plain YAML values (tuples as lists), the sections' given settings flat among them."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _SECTIONS}
+        for section in _SECTIONS:
+            values.update(getattr(self, section))
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    def resolved(self) -> dict[str, Any]:
+        """:meth:`to_dict` with every setting of the chosen rule and of the critic, defaults included (a run's
+        ``config.yaml``)."""
+        values = self.to_dict()
+        values.update(dataclasses.asdict(self.update_rule().config))
+        values.update(dataclasses.asdict(self.critic_config()))
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RLHFConfig:
         """A config from field values (missing ones take their defaults); a run's ``config.yaml`` extras are
         ignored. Raises ``ValueError`` naming unknown keys and listing the valid ones."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in values if k not in names and k not in _CONFIG_EXTRAS]
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in _SECTIONS]
+        sections: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+        fields, unknown = {}, []
+        for k, v in values.items():
+            section = next((name for name, keys in _SECTIONS.items() if k in keys), None)
+            if section is not None:
+                sections[section][k] = v
+            elif k in names:
+                fields[k] = v
+            elif k not in _CONFIG_EXTRAS:
+                unknown.append(k)
         if unknown:
-            raise ValueError(f"unknown config keys {', '.join(map(str, unknown))}; valid: {', '.join(names)}")
-        return cls(**{k: v for k, v in values.items() if k in names})
+            valid = [*names, *(k for keys in _SECTIONS.values() for k in keys)]
+            raise ValueError(f"unknown config keys {', '.join(map(str, unknown))}; valid: {', '.join(valid)}")
+        return cls(**fields, **sections)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> RLHFConfig:
@@ -535,34 +543,61 @@ class _Progress:
 class RLHFTrainer:
     """A deep RLHF run in ``run_dir`` (module docstring): build with a config, or :meth:`resume` a killed run.
 
+    The components default to those the config describes; pass others in to replace them.
+
     Args:
         config: the run's config.
         run_dir: an existing directory; ``metrics.csv`` must not exist in it yet (write ``config.yaml`` first, e.g.
             with :func:`sobirl.experiments.write_config`).
+        rule: the reward net's update rule; None: ``config.update_rule()``.
+        labeller: labels the queried pairs; None: the synthetic Bradley-Terry labeller of ``label_temperature``
+            and ``label_noise``. The held-out accuracy is always judged by the true returns.
+        env_factory: ``env_factory(config, evaluation=...)`` builds the training and evaluation environments;
+            :func:`make_env` by default.
     """
 
-    def __init__(self, config: RLHFConfig, run_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        config: RLHFConfig,
+        run_dir: str | os.PathLike[str],
+        *,
+        rule: UpdateRule | None = None,
+        labeller: PreferenceGatherer | None = None,
+        env_factory: Callable[..., gym.Env] | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         check_device(config.device)
-        self.env = make_env(config)
-        self.eval_env = make_env(config, evaluation=True)
+        env_factory = make_env if env_factory is None else env_factory
+        self.env = env_factory(config)
+        self.eval_env = env_factory(config, evaluation=True)
         self.schedule = config.schedule_for()
-        self.update = config.update_rule()
+        self.rule = config.update_rule() if rule is None else rule
+        if self.rule.needs_critic and config.algo != "sac-true-reward" and self.frame_stack is not None:
+            raise ValueError(
+                f"the successor-features estimator needs 1-D observations, and {config.env!r} gives frames; set "
+                "estimator: one-step (or monte-carlo) for Atari games"
+            )
         fragments, labels, batches = np.random.SeedSequence(config.seed).spawn(3)
         self.fragment_rng = np.random.default_rng(fragments)
         self.batch_rng = np.random.default_rng(batches)
-        self.labeller = SyntheticLabeller(
-            temperature=config.label_temperature, noise=config.label_noise, generator=np.random.default_rng(labels)
+        self.truth = SyntheticLabeller(temperature=config.label_temperature, noise=config.label_noise)
+        """The held-out accuracy's judge: the true returns' label probabilities (no draws)."""
+        self.labeller = (
+            SyntheticLabeller(
+                temperature=config.label_temperature, noise=config.label_noise, generator=np.random.default_rng(labels)
+            )
+            if labeller is None
+            else labeller
         )
         self.dataset = PreferenceDataset(config.dataset_capacity, frame_stack=self.frame_stack)
         self.recorder = EpisodeRecorder(1, max_steps=config.recorder_steps, frame_stack=self.frame_stack)
         self.state = _Progress()
         self.reward_net: RewardNet | ActionRewardNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.storm: StormMomentum | None = None
+        self.critic: SuccessorFeatures | None = None
         sac_kwargs = self._sac_kwargs()
         policy = "CnnPolicy" if self.frame_stack is not None else "MlpPolicy"
         algorithm = follower_class(self.env.action_space)  # SAC or DiscreteSAC
@@ -599,14 +634,18 @@ class RLHFTrainer:
             self.optimizer = torch.optim.AdamW(
                 self.reward_net.parameters(), lr=config.reward_lr, weight_decay=config.reward_weight_decay
             )
-            if config.algo == "stoc-sobirl":
-                self.storm = StormMomentum(self.reward_net.parameters(), eta=config.storm_eta)
+            if self.rule.needs_critic:
+                self.critic = SuccessorFeatures(
+                    self.reward_net, gamma=config.sac_gamma, config=config.critic_config(), seed=config.seed
+                ).to(self.model.device)
         self._silence_sb3_logger()
         self._fresh = True  # the first learn() call resets the environment
 
     def _sac_kwargs(self) -> dict[str, Any]:
         c = self.config
         extra = {} if c.sac_target_entropy_scale is None else {"target_entropy_scale": c.sac_target_entropy_scale}
+        if c.sac_ent_coef is not None:
+            extra["ent_coef"] = c.sac_ent_coef
         return dict(
             **extra,
             learning_starts=c.sac_learning_starts,
@@ -693,63 +732,76 @@ class RLHFTrainer:
         epochs = c.initial_reward_epochs if self.state.reward_updates == 0 else c.reward_epochs
         batch = min(c.reward_batch_size, len(self.dataset))
         param = next(self.reward_net.parameters())
-        alpha = sac_temperature(self.model)
-        policy = actor_probabilities(self.model) if self.discrete else actor_sampler(self.model)
-        penalty = self.update.penalty_weight(self.state.reward_updates)
-        losses, explorations = [], []
+        explores = self.rule.explores(steps)
+        follower = self._follower() if explores else None
+        self.rule.begin_update()
+        losses, second_terms = [], []
         self.reward_net.train()
         for _ in range(epochs * math.ceil(len(self.dataset) / batch)):
-            obs, act, y = self._batch(self.dataset.sample(batch, self.batch_rng), param)
-            on_policy, policy_actions, policy_probs = None, None, None
-            if self.update.explores(steps):
+            pairs = self._batch(self.dataset.sample(batch, self.batch_rng), param)
+            visits = None
+            if explores:
+                on_policy = pairs
                 if c.exploration_pairs is not None:
                     newest = min(c.exploration_pairs, len(self.dataset))
                     on_policy = self._batch(
                         self.dataset.sample(min(batch, newest), self.batch_rng, newest=newest), param
                     )
-                visited = obs if on_policy is None else on_policy[0]
-                if self.discrete:
-                    policy_probs = self.update.action_probabilities(policy, visited)
-                else:
-                    policy_actions = self.update.policy_actions(policy, visited)
+                visits = Visits.draw(on_policy, follower, self.rule.action_samples)
 
-            def surrogate(
-                obs=obs, act=act, y=y, policy_actions=policy_actions, policy_probs=policy_probs, on_policy=on_policy
-            ):  # this batch
-                return self.update.surrogate(
+            def surrogate(pairs=pairs, visits=visits):  # this batch
+                return self.rule.surrogate(
                     self.reward_net,
-                    obs,
-                    act,
-                    y,
+                    pairs,
                     agent_steps=steps,
-                    alpha=alpha,
-                    policy_actions=policy_actions,
-                    policy_probs=policy_probs,
-                    penalty=penalty,
-                    on_policy=on_policy,
+                    follower=follower,
+                    visits=visits,
+                    update=self.state.reward_updates,
                 )
 
-            self.optimizer.zero_grad()
-            if self.storm is None:
-                out = surrogate()
-                out.loss.backward()
-            else:
-                evaluations = []
-
-                def closure(evaluations=evaluations, surrogate=surrogate):
-                    evaluations.append(surrogate())
-                    return evaluations[-1].loss
-
-                self.storm.step(closure)
-                out = evaluations[0]  # the surrogate at the current parameters
-            if c.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.reward_net.parameters(), c.grad_clip)
-            self.optimizer.step()
+            out = self.rule.step(self.reward_net, self.optimizer, surrogate)
             losses.append(out.cross_entropy)
-            explorations.append(abs(out.exploration))
+            second_terms.append(abs(out.second_term))
         self.state.reward_updates += 1
         self.state.reward_loss = float(np.mean(losses))
-        self.state.exploration_norm = float(np.mean(explorations))
+        self.state.exploration_norm = float(np.mean(second_terms))
+
+    def _follower(self) -> Follower:
+        """What the rule knows of SAC now, the successor-feature critic trained first where the rule needs it."""
+        c = self.config
+        sampler = None if self.discrete else actor_sampler(self.model)
+        probabilities = actor_probabilities(self.model) if self.discrete else None
+        if self.critic is not None:
+            self._train_critic(sampler, probabilities)
+        return Follower(
+            tau=sac_temperature(self.model),
+            gamma=c.sac_gamma,
+            sample_actions=sampler,
+            probabilities=probabilities,
+            critic=self.critic,
+            reward_clip=c.clip,
+        )
+
+    def _train_critic(self, sampler: Callable | None, probabilities: Callable | None) -> None:
+        """``critic_steps`` TD steps on SAC's replay buffer with SAC's current next actions."""
+        assert self.critic is not None and self.reward_net is not None
+        cfg = self.critic.config
+        buffer = self.model.replay_buffer
+        self.reward_net.eval()  # the features use the statistics the follower's rewards use, and do not move them
+        for _ in range(cfg.critic_steps):
+            batch = buffer.sample(cfg.critic_batch_size, env=self.model.get_vec_normalize_env())
+            with torch.no_grad():
+                nxt = probabilities(batch.next_observations) if sampler is None else sampler(batch.next_observations)
+            self.critic.td_step(
+                self.reward_net,
+                batch.observations,
+                batch.actions,
+                batch.next_observations,
+                batch.dones,
+                nxt,
+                clip=self.config.clip,
+            )
+        self.reward_net.train()
 
     @staticmethod
     def _batch(sample: tuple[FragmentPairs, np.ndarray], like: torch.Tensor) -> PairBatch:
@@ -823,7 +875,7 @@ class RLHFTrainer:
                 obs, act = _like(pairs.observations[rows], param), _like(pairs.actions[rows], param)
                 chunks.append(preference_logits(self.reward_net, obs, act))
         logits = torch.cat(chunks)
-        probabilities = torch.as_tensor(self.labeller.probabilities(pairs), device=logits.device)
+        probabilities = torch.as_tensor(self.truth.probabilities(pairs), device=logits.device)
         return preference_accuracy(logits, probabilities), int((probabilities != 0.5).sum())
 
     # ---- run directory, checkpoints, resume -----------------------------------------------------------------
@@ -856,10 +908,11 @@ class RLHFTrainer:
         self.model.save_replay_buffer(tmp / _REPLAY)
         self.dataset.save(tmp / _DATASET)
         state = {
-            # one pickle keeps the optimiser's and the momentum's references to the net's parameters
+            # one pickle keeps each optimiser's references to its parameters (the reward net's, the critic's)
             "reward_net": self.reward_net,
             "optimizer": self.optimizer,
-            "storm": self.storm,
+            "rule": self.rule,
+            "critic": self.critic,
             "recorder": self.recorder,
             "progress": dataclasses.asdict(self.state),
             "generators": {
@@ -909,7 +962,8 @@ class RLHFTrainer:
         if net is not None:
             trainer.model.replay_buffer.reward_fn = net  # the pickled buffer carries a copy
         trainer._silence_sb3_logger()
-        trainer.reward_net, trainer.optimizer, trainer.storm = net, state["optimizer"], state["storm"]
+        trainer.reward_net, trainer.optimizer = net, state["optimizer"]
+        trainer.rule, trainer.critic = state["rule"], state["critic"]
         trainer.recorder = state["recorder"]
         trainer.recorder.drop_running()  # the unfinished episode cannot continue (module docstring)
         trainer.dataset = PreferenceDataset.load(checkpoint / _DATASET)

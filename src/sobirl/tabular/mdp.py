@@ -8,6 +8,7 @@ densified: memory stays of the order of ``nnz(P)``. See docs/math.md, section 2.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -183,6 +184,25 @@ class TabularMDP:
         if self.is_sparse:
             raise RuntimeError("policy_matrix would densify a sparse P; use expect/pushforward instead")
         return torch.einsum("sa,sat->st", pi, self.P)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> TabularMDP:
+        """An independent copy (``copy.deepcopy``), sparse CSR ``P`` included, which torch cannot deep-copy itself:
+        gymnasium deep-copies an environment's spec, and so the MDP passed to ``gymnasium.make``."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            if isinstance(value, torch.Tensor) and value.layout == torch.sparse_csr:
+                value = torch.sparse_csr_tensor(
+                    value.crow_indices().clone(),
+                    value.col_indices().clone(),
+                    value.values().clone(),
+                    value.shape,
+                    check_invariants=False,  # a copy of a valid tensor
+                )
+            else:
+                value = copy.deepcopy(value, memo)
+            new.__dict__[name] = value
+        return new
 
     def __repr__(self) -> str:
         kind = f"sparse, nnz={self.nnz}" if self.is_sparse else "dense"
