@@ -12,7 +12,11 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 @pytest.mark.parametrize(
     ("script", "valid"),
-    [("make_tabular.sh", "synthetic four-rooms estimators"), ("make_rlhf.sh", "pendulum cartpole halfcheetah")],
+    [
+        ("make_tabular.sh", "synthetic four-rooms estimators"),
+        ("make_rlhf.sh", "pendulum cartpole halfcheetah"),
+        ("make_applications.sh", "apprenticeship contract-design navigation"),
+    ],
 )
 def test_unknown_section_is_rejected_with_the_valid_ones(script, valid, tmp_path):
     runs = tmp_path / "runs"
