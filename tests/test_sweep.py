@@ -25,11 +25,13 @@ from sobirl.experiments import sweep_backends
 from sobirl.experiments.rundir import write_config
 from sobirl.experiments.sweep import (
     FAILURES_FILE,
+    LOCK_SUFFIX,
     SWEEP_FILE,
     SweepSpec,
     grid_label,
     is_complete,
     run_sweep,
+    trial_lock,
     trial_name,
 )
 from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
@@ -312,17 +314,43 @@ def test_a_different_grid_in_the_same_directory_is_refused(finished):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no fcntl")
-def test_a_sweep_being_run_is_not_run_twice(finished):
-    import fcntl
+def test_a_trial_locked_by_another_process_is_left_to_it_and_a_stale_lock_is_taken(tmp_path):
+    spec = SweepSpec(base(), algos=("sac-true-reward",), seeds=(0, 1))
+    locked, stale = (t.name for t in spec.trials())
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / f"{stale}{LOCK_SUFFIX}").write_text("4194304\n")  # left by a killed process: no lock held
+    events: list[tuple[str, str, str]] = []
+    with trial_lock(sweep_dir / locked) as held:  # what another sweep's worker running the trial holds
+        assert held
+        with trial_lock(sweep_dir / locked) as again:  # a second opener does not get it
+            assert not again
+        result = run_sweep(spec, tmp_path, "sweep", on_event=recorder(events))
+    assert (result.done, result.skipped, result.failed, result.busy) == ([stale], [], {}, [locked])
+    assert result.ok and ("busy", locked, "being run by another process (its lock is held); left to it") in events
+    assert not (sweep_dir / locked).exists() and sorted(p.name for p in sweep_dir.iterdir()) == [stale, SWEEP_FILE]
+    again_result = run_sweep(spec, tmp_path, "sweep")  # the lock released: the trial runs now
+    assert (again_result.done, again_result.skipped, again_result.busy) == ([locked], [stale], [])
 
-    spec, root, _, _ = finished
-    fd = os.open(root / "grid", os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running sweep holds
-        with pytest.raises(BlockingIOError, match="is being run by another process"):
-            run_sweep(spec, root, "grid")
-    finally:
-        os.close(fd)
+
+def test_two_sweep_processes_over_the_same_trials_run_each_exactly_once(tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_text(yaml.safe_dump(base().to_dict()))
+    argv = [sys.executable, "-m", "sobirl", "sweep", str(config), "--algos", "drlhf,sac-true-reward", "--seeds", "2"]
+    argv += ["--workers", "1", "--output-dir", str(tmp_path), "--name", "shared", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err.decode()[-2000:] for _, err in outputs]
+    pattern = r"trials   (\d) run, (\d) already complete, 0 failed(?:, (\d) run by another process)?"
+    runs = [re.search(pattern, out.decode()) for out, _ in outputs]
+    assert all(runs), [out.decode() for out, _ in outputs]
+    assert sum(int(m.group(1)) for m in runs) == 4  # each of the 4 trials ran in exactly one process
+    sweep_dir = tmp_path / "shared"
+    names = sorted(trial_name("Pendulum-v1", algo, seed) for algo in ("drlhf", "sac-true-reward") for seed in (0, 1))
+    assert sorted(p.name for p in sweep_dir.iterdir()) == sorted([SWEEP_FILE, *names])  # no lock file left
+    for name in names:
+        assert [r["agent_steps"] for r in read_metrics(sweep_dir / name)] == [100, 200]
 
 
 # ---- an interrupted sweep, failures and crashes --------------------------------------------------------------------
@@ -432,7 +460,8 @@ def test_failed_and_crashed_trials_are_retried_then_reported(tmp_path):
     ]
     assert events[0][2] == "attempt 1 of 2, resume from step 100" and events[4][2].startswith("attempt 2 of 2")
     error = events[5][2]
-    assert error.startswith("UnpicklingError: ") and events[1][2] == f"attempt 1 of 2 failed: {error}"
+    assert error.startswith(f"DamagedCheckpointError: {broken_dir} has no intact checkpoint to resume from: step-100")
+    assert "step-100 (UnpicklingError: " in error and events[1][2] == f"attempt 1 of 2 failed: {error}"
     assert events[3][2].startswith("attempt 1 of 2 failed: the worker process died")
     assert re.fullmatch(r"attempt 2 of 2, resume from step [12]00", events[6][2])
     assert (result.done, result.skipped, result.failed) == ([crashing], [], {broken: error})

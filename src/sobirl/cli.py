@@ -41,6 +41,7 @@ from sobirl.experiments.rlhf_summary import summary_table
 from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.problems import PROBLEMS, random_mdp
 from sobirl.profiling import machine_line
+from sobirl.rlhf import settings as rlhf_settings
 from sobirl.rlhf import trainer as rlhf
 from sobirl.tabular import BilevelProblem, hypergradient, hyperobjective
 from sobirl.validation import check_int
@@ -603,19 +604,22 @@ def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "Train a soft actor-critic (SAC for Box actions, DiscreteSAC for Discrete actions) on a gymnasium "
             "environment with 1-D observations from a reward network learned from synthetic preferences between "
             "fragments of its own episodes (drlhf, sobirl, stoc-sobirl, hpgd, pbrl), or on the true reward "
-            "(sac-true-reward). Settings: defaults < --config FILE < --set KEY=VALUE < the options below; every key "
-            "is a field of sobirl.rlhf.trainer.RLHFConfig. Writes config.yaml, metrics.csv, tensorboard/, "
+            "(sac-true-reward). Settings: defaults < --config FILE (without it: the shipped config for --env, where "
+            "there is one, and the run says so) < --set KEY=VALUE < the options below, every one listed below by group "
+            "with its default (the fields of sobirl.rlhf.trainer.RLHFConfig, the update rules' and the critic's "
+            "settings). Writes config.yaml, metrics.csv, tensorboard/, "
             "return.png and checkpoints/ to a new run directory OUTPUT_DIR/NAME-<timestamp>; --resume RUN_DIR "
             "continues a killed run from its latest checkpoint."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sub.add_argument("--config", type=Path, default=None, help="YAML file of config fields (e.g. configs/*.yaml)")
-    sub.add_argument("--env", default=argparse.SUPPRESS, help="gymnasium environment id (default: Pendulum-v1)")
-    sub.add_argument("--algo", default=argparse.SUPPRESS, help=f"one of: {', '.join(rlhf.ALGOS)} (default: sobirl)")
-    sub.add_argument("--total-steps", type=int, default=argparse.SUPPRESS, help="agent steps (default: 30000)")
-    sub.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of the whole run (default: 0)")
-    sub.add_argument("--device", default=argparse.SUPPRESS, help=f"one of: {', '.join(rlhf.DEVICES)} (default: auto)")
+    sub.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file of config fields (e.g. configs/*.yaml); without it, --env ID starts from the shipped config "
+        f"for ID where there is one ({', '.join(f'{e}: {f}' for e, f in rlhf_settings.ENV_CONFIGS.items())})",
+    )
     sub.add_argument(
         "--set",
         dest="overrides",
@@ -630,16 +634,48 @@ def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
     sub.add_argument("--name", default=None, help="run name (default: rlhf-<env>-<algo>-seed<seed>)")
     sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_rlhf_settings(sub)
     sub.set_defaults(handler=functools.partial(_run_rlhf, sub))
+
+
+def _add_rlhf_settings(sub: argparse.ArgumentParser) -> None:
+    """One option per setting (:func:`sobirl.rlhf.settings.settings`), in its group, with its default and description;
+    given ones override the config and ``--set`` (argparse default SUPPRESS: only given options reach the namespace)."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in rlhf_settings.settings():
+        if setting.group not in groups:
+            groups[setting.group] = sub.add_argument_group(f"settings: {setting.group}")
+        text = f"{setting.doc.rstrip('.')} (default: {setting.default})".replace("%", "%%")
+        groups[setting.group].add_argument(
+            setting.flag,
+            dest=setting.name,
+            default=argparse.SUPPRESS,
+            type=str if setting.default and _is_plain_string(setting) else _parse_value,
+            metavar=_metavar(setting.default),
+            help=text,
+        )
+
+
+def _is_plain_string(setting: rlhf_settings.Setting) -> bool:
+    """Whether the setting's default is a string (its option then takes the text as given, never YAML)."""
+    return isinstance(_parse_value(setting.default), str) and ";" not in setting.default
+
+
+def _metavar(default: str) -> str:
+    value = _parse_value(default) if ";" not in default else None
+    if isinstance(value, bool):
+        return "BOOL"
+    for kind, name in ((int, "INT"), (float, "FLOAT"), (str, "STR"), (list, "LIST"), (dict, "MAP")):
+        if isinstance(value, kind):
+            return name
+    return "VALUE"
 
 
 def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
     def fail(message: str) -> NoReturn:
         parser.exit(2, f"{parser.prog}: error: {message}\n")
 
-    flags = {
-        name: getattr(args, name) for name in ("env", "algo", "total_steps", "seed", "device") if hasattr(args, name)
-    }
+    flags = {s.name: getattr(args, s.name) for s in rlhf_settings.settings() if hasattr(args, s.name)}
     try:
         if args.resume is not None:
             given = [f"--{k.replace('_', '-')}" for k in flags] + ["--config"] * (args.config is not None)
@@ -648,8 +684,17 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
             run_dir = args.resume
             trainer = rlhf.RLHFTrainer.resume(run_dir)
         else:
-            config = rlhf.RLHFConfig() if args.config is None else rlhf.RLHFConfig.from_yaml(args.config)
-            config = config.replace(**{**key_values(args.overrides, "--set"), **flags})
+            changes = {**key_values(args.overrides, "--set"), **flags}
+            base = args.config
+            if base is None and "env" in changes:  # the shipped config for the environment, if there is one
+                base = rlhf_settings.shipped_config(changes["env"])
+                if base is not None:
+                    print(
+                        f"starting from {rlhf_settings.display_path(base)}, the shipped config for {changes['env']} "
+                        "(--config FILE starts from another; --set and the options override it)"
+                    )
+            config = rlhf.RLHFConfig() if base is None else rlhf.RLHFConfig.from_yaml(base)
+            config = config.replace(**changes)
             rlhf.check_device(config.device)  # a bad device or environment fails before the run directory exists
             rlhf.make_env(config).close()
             name = args.name or sweep.trial_name(config.env, config.algo, config.seed)
@@ -668,6 +713,9 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: {PROG} rlhf --resume {run_dir}", file=sys.stderr)
         return 130
+    except (rlhf.NonFiniteError, rlhf.CheckpointWriteError) as err:  # the last good checkpoint is kept
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     rows = rlhf.read_metrics(run_dir)
     plot = plot_returns(rows, run_dir / rlhf.RETURN_PLOT, title=f"{config.algo} on {config.env}, seed {config.seed}")
     paths = {
@@ -859,13 +907,12 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
         )
         trials = spec.trials()
         counts = {"done": 0, "running": 0, "failed": 0}
+        running: set[str] = set()
         bar = tqdm(total=len(trials), desc="trials", unit="trial", disable=args.no_progress)
 
         def on_event(kind: str, trial: str, detail: str) -> None:
-            if kind == "start":
-                counts["running"] += 1
-            elif kind in ("done", "failed", "retry"):
-                counts["running"] -= 1
+            (running.add if kind == "start" else running.discard)(trial)  # any other event ends an attempt
+            counts["running"] = len(running)
             if kind in ("done", "skipped"):
                 counts["done"] += 1
                 bar.update(1)
@@ -873,7 +920,7 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
                 counts["failed"] += 1
                 bar.update(1)
             bar.set_postfix(counts, refresh=True)
-            if kind in ("failed", "retry"):
+            if kind in ("failed", "retry", "busy"):
                 bar.write(f"{trial}: {kind}: {detail}")
 
         with bar:
@@ -895,7 +942,8 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
         print("\ninterrupted; run the same command again to continue", file=sys.stderr)
         return 130
     print(f"sweep    {result.sweep_dir}")
-    print(f"trials   {len(result.done)} run, {len(result.skipped)} already complete, {len(result.failed)} failed")
+    busy = f", {len(result.busy)} run by another process" if result.busy else ""
+    print(f"trials   {len(result.done)} run, {len(result.skipped)} already complete, {len(result.failed)} failed{busy}")
     for trial, error in result.failed.items():
         print(f"failed   {trial}: {error}")
     return 0 if result.ok else 1

@@ -59,10 +59,13 @@ from sobirl.validation import check_choice, check_int
 
 SWEEP_FILE = "sweep.yaml"
 FAILURES_FILE = "failures.yaml"
-EVENTS = ("start", "done", "skipped", "retry", "failed")
+EVENTS = ("start", "done", "skipped", "retry", "failed", "busy")
 """Kinds of :func:`run_sweep`'s ``on_event`` calls: a trial is submitted to a worker (detail: the attempt and
-whether it resumes), finished all its steps, was already complete, failed and goes back in the queue, failed for
-good (detail: the error)."""
+whether it resumes), finished all its steps, was already complete (also after a ``start``, when another process
+completed it meanwhile), failed and goes back in the queue, failed for good (detail: the error), is being run by
+another process (after a ``start``: its lock is held, :func:`trial_lock`)."""
+LOCK_SUFFIX = ".lock"
+"""A trial's lock file is ``<sweep dir>/<trial name>.lock`` (:func:`trial_lock`)."""
 
 EventHandler = Callable[[str, str, str], None]
 """``on_event(kind, trial_name, detail)``: ``kind`` one of :data:`EVENTS`, ``detail`` one line for people."""
@@ -314,16 +317,18 @@ class SweepResult:
         done: trials that ran (started or resumed) to their last step in this run.
         skipped: trials that were already complete.
         failed: trials that failed on every attempt: name -> the last attempt's error (one line).
+        busy: trials another process was running (their locks held); this run left them to it.
     """
 
     sweep_dir: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Whether every trial is complete (none failed)."""
+        """Whether no trial failed (every trial is complete, or being run by another process: ``busy``)."""
         return not self.failed
 
 
@@ -355,6 +360,8 @@ class TrialOutcome:
         resumed_from: the agent steps of the checkpoint the attempt resumed from; None for a fresh start.
         agent_steps: agent steps of the last metrics row.
         eval_return: evaluation return of the last metrics row.
+        busy: another process holds the trial's lock; nothing was run.
+        complete: the trial was complete when its lock was taken (another process finished it); nothing was run.
     """
 
     name: str
@@ -363,18 +370,33 @@ class TrialOutcome:
     resumed_from: int | None = None
     agent_steps: int = 0
     eval_return: float = math.nan
+    busy: bool = False
+    complete: bool = False
 
 
 def run_trial(task: TrialTask) -> TrialOutcome:
     """Run one attempt of a trial in this process (the worker function; top level, so spawn can pickle it).
 
-    Resumes from the run directory's latest checkpoint when it has one (after checking that its ``config.yaml`` is
-    the trial's config), else starts afresh in a new directory (a partial one without a checkpoint is removed: a
-    run killed before its first checkpoint has nothing to continue from). Writes ``return.png`` at the end, like
-    ``sobirl rlhf``. An exception is returned in the outcome, never raised: the sweep goes on with other trials.
+    Takes the trial's lock first (:func:`trial_lock`; held until the attempt ends, so by the process that runs
+    the trial): when another process holds it, returns a ``busy`` outcome; when the trial is complete by then,
+    a ``complete`` one. Resumes from the run directory's latest checkpoint when it has one (after checking that its
+    ``config.yaml`` is the trial's config), else starts afresh in a new directory (a partial one without a checkpoint
+    is removed: a run killed before its first checkpoint has nothing to continue from). Writes ``return.png`` at the
+    end, like ``sobirl rlhf``. An exception is returned in the outcome, never raised: the sweep goes on with other
+    trials.
     """
     if task.config.threads is None:
         torch.set_num_threads(1)  # trials run side by side, one per core (RLHFTrainer sets the config's threads)
+    with trial_lock(Path(task.run_dir)) as held:
+        if not held:
+            return TrialOutcome(task.name, busy=True)
+        if is_complete(task.run_dir, task.config.total_steps):
+            return TrialOutcome(task.name, complete=True)
+        return _run_locked_trial(task)
+
+
+def _run_locked_trial(task: TrialTask) -> TrialOutcome:
+    """:func:`run_trial` once the trial's lock is held."""
     resumed_from = None
     try:
         run_dir = Path(task.run_dir)
@@ -407,6 +429,44 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         )
 
 
+@contextlib.contextmanager
+def trial_lock(run_dir: Path) -> Iterator[bool]:
+    """Try to take the exclusive lock of the trial in ``run_dir``: ``<sweep dir>/<trial name>.lock``, locked with
+    ``fcntl.flock``; yields whether this process holds it, and releases and removes it on exit.
+
+    The operating system releases the lock when its process ends, even killed: a lock file left by a dead process
+    is taken again. A lock file removed between opening and locking it is opened anew, so that two processes never
+    both hold the lock of one trial. Without ``fcntl`` (Windows) yields True: no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    path = run_dir.with_name(run_dir.name + LOCK_SUFFIX)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:  # removed by its releasing holder after we opened it
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())  # for people: which process runs the trial
+        yield True
+    finally:
+        path.unlink(missing_ok=True)  # before the release: a waiting opener of this file retries (samestat)
+        os.close(fd)
+
+
 def is_complete(run_dir: str | os.PathLike[str], total_steps: int) -> bool:
     """Whether ``run_dir/metrics.csv`` has its row at ``total_steps`` (the run's last row); False when it is
     missing or unreadable. Checkpoints do not count: they may be deleted to save space once a run is done."""
@@ -433,9 +493,12 @@ def run_sweep(
     ``sweep.yaml`` must hold the same grid (``workers`` and ``max_retries`` may change between runs). Then each
     trial is skipped (complete), resumed (it has a checkpoint) or started; a failed attempt is retried up to
     ``spec.max_retries`` times, at the end of the queue. A worker that dies (killed, out of memory) fails only its
-    own trial (``sweep_backends``). ``failures.yaml`` is removed at the start and written at the end when a trial
-    failed. The backend starts only when a trial is left to run. Interrupting the sweep (Ctrl-C reaches the
-    workers too) loses at most each running trial's steps since its last checkpoint: run it again to go on.
+    own trial (``sweep_backends``); the next run resumes it from its checkpoint. Several processes may run one sweep
+    at once: each attempt holds its trial's lock (:func:`trial_lock`), so a trial another process is running is
+    reported ``busy`` and left to it, and one it completed meanwhile ``skipped``; no trial runs twice.
+    ``failures.yaml`` is removed at the start and written at the end when a trial failed. The backend starts only
+    when a trial is left to run. Interrupting the sweep (Ctrl-C reaches the workers too) loses at most each running
+    trial's steps since its last checkpoint: run it again to go on.
 
     Args:
         spec: the sweep.
@@ -455,7 +518,6 @@ def run_sweep(
     Raises:
         ValueError: ``name`` is not a single path component, the machine cannot run the trials, or the sweep
             directory holds a different sweep.
-        BlockingIOError: another process is running this sweep.
         gymnasium.error.DependencyNotInstalled: an environment needs an uninstalled extra (MuJoCo, Atari), named
             in the message.
         ImportError: the ray backend without Ray installed.
@@ -468,30 +530,31 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     result = SweepResult(sweep_dir)
     emit: EventHandler = on_event or (lambda kind, trial, detail: None)
-    with _locked(sweep_dir):
+    with _locked(sweep_dir):  # one process at a time writes or checks sweep.yaml
         _write_or_check_spec(spec, sweep_dir)
         (sweep_dir / FAILURES_FILE).unlink(missing_ok=True)
-        trials = spec.trials()
-        todo = []
-        for trial in trials:
-            if is_complete(sweep_dir / trial.name, trial.config.total_steps):
-                result.skipped.append(trial.name)
-                emit("skipped", trial.name, f"complete ({trial.config.total_steps} agent steps)")
-            else:
-                todo.append(trial)
-        failures: dict[str, dict[str, Any]] = {}
-        if todo:
-            runner = open_backend(backend, min(spec.workers, len(todo)), address=address)
-            try:
-                command = tuple(sys.argv if command is None else command)
-                _run_trials(runner, spec, sweep_dir, todo, command, result, failures, emit)
-            finally:  # also on an interrupt: running attempts are stopped, the failures so far are on disk
-                runner.close()
-                if failures:
-                    _write_yaml(sweep_dir / FAILURES_FILE, failures)
-        order = {trial.name: i for i, trial in enumerate(trials)}
-        result.done.sort(key=order.__getitem__)
-        result.failed = dict(sorted(result.failed.items(), key=lambda item: order[item[0]]))
+    trials = spec.trials()
+    todo = []
+    for trial in trials:
+        if is_complete(sweep_dir / trial.name, trial.config.total_steps):
+            result.skipped.append(trial.name)
+            emit("skipped", trial.name, f"complete ({trial.config.total_steps} agent steps)")
+        else:
+            todo.append(trial)
+    failures: dict[str, dict[str, Any]] = {}
+    if todo:
+        runner = open_backend(backend, min(spec.workers, len(todo)), address=address)
+        try:
+            command = tuple(sys.argv if command is None else command)
+            _run_trials(runner, spec, sweep_dir, todo, command, result, failures, emit)
+        finally:  # also on an interrupt: running attempts are stopped, the failures so far are on disk
+            runner.close()
+            if failures:
+                _write_yaml(sweep_dir / FAILURES_FILE, failures)
+    order = {trial.name: i for i, trial in enumerate(trials)}
+    for names in (result.done, result.skipped, result.busy):
+        names.sort(key=order.__getitem__)
+    result.failed = dict(sorted(result.failed.items(), key=lambda item: order[item[0]]))
     return result
 
 
@@ -529,7 +592,13 @@ def _run_trials(
             trial, slot = running.pop(future)
             outcome = _outcome(future, trial.name)
             backend.release(slot, future)
-            if outcome.error is None:
+            if outcome.busy:
+                result.busy.append(trial.name)
+                emit("busy", trial.name, "being run by another process (its lock is held); left to it")
+            elif outcome.complete:
+                result.skipped.append(trial.name)
+                emit("skipped", trial.name, f"complete ({trial.config.total_steps} agent steps)")
+            elif outcome.error is None:
                 result.done.append(trial.name)
                 resumed = "" if outcome.resumed_from is None else f", resumed from step {outcome.resumed_from}"
                 emit(
@@ -560,8 +629,8 @@ def _outcome(future: Future[TrialOutcome], name: str) -> TrialOutcome:
 
 @contextlib.contextmanager
 def _locked(sweep_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the sweep directory (released when this process ends, even killed): two runs of
-    one sweep would run the same trials into the same directories. No lock where ``fcntl`` is missing (Windows)."""
+    """Hold an exclusive lock on the sweep directory, waiting for it (released when this process ends, even killed):
+    for the short work every run of a sweep does on shared files. No lock where ``fcntl`` is missing (Windows)."""
     try:
         import fcntl
     except ImportError:
@@ -569,12 +638,7 @@ def _locked(sweep_dir: Path) -> Iterator[None]:
         return
     fd = os.open(sweep_dir, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BlockingIOError(
-                f"sweep {sweep_dir} is being run by another process; wait for it to finish or stop it"
-            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -28,9 +28,13 @@ given the seed and evaluations never move the training streams.
 Run directory (:data:`CHECKPOINT_DIR` and the files of :mod:`sobirl.experiments.rundir`)::
 
     config.yaml  metrics.csv  tensorboard/  return.png
-    checkpoints/step-<N>/  sac.zip  replay_buffer.pkl  dataset.npz  state.pt
+    checkpoints/step-<N>/  sac.zip  replay_buffer.pkl  dataset.npz  state.pt  manifest.json
 
-A checkpoint is written under a temporary name and renamed when complete, so a kill never leaves a partial one;
+A checkpoint is written under a temporary name, flushed to disk and renamed when complete, so a kill never leaves a
+partial one; ``manifest.json`` holds its files' sizes and SHA-256, so that a damaged one is recognised and
+:meth:`RLHFTrainer.resume` falls back to an older one; the newest :data:`KEEP_CHECKPOINTS` are kept. A failed write
+stops the run (:class:`CheckpointWriteError`), and so does a non-finite reward output, preference loss, exploration
+term or SAC loss (:class:`NonFiniteError`), before any later checkpoint (docs/reliability.md);
 ``state.pt`` holds the reward net, its optimiser, the update rule (with its state: STORM's recursion) and the
 successor-feature critic, the episode recorder, the generators (global and
 own), the counters and the number of metrics rows logged. :meth:`RLHFTrainer.resume` loads the latest checkpoint,
@@ -43,6 +47,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import hashlib
+import importlib
+import inspect
+import json
 import logging
 import math
 import os
@@ -121,12 +130,40 @@ _STATE = "state.pt"
 _SAC = "sac.zip"
 _REPLAY = "replay_buffer.pkl"
 _DATASET = "dataset.npz"
+_MANIFEST = "manifest.json"
+"""A checkpoint's last file: each other file's size and SHA-256, so that a damaged checkpoint is recognised."""
+KEEP_CHECKPOINTS = 2
+"""Complete checkpoints kept in ``checkpoints/`` (the newest ones): a damaged newest one leaves an older one to resume
+from. To become the :class:`RLHFConfig` field ``keep_checkpoints``."""
 _CONFIG_EXTRAS = ("experiment", "versions", "command_line")
 """Keys of a run's ``config.yaml`` that are not :class:`RLHFConfig` fields, so that file works as ``--config``."""
 _LOG = logging.getLogger(__name__)
 _EVAL_STREAM, _HELD_OUT_STREAM = 1, 2  # second entropy word of the per-evaluation generators
 _SECTIONS = {"rule": rule_keys(), "critic": CriticConfig.setting_names()}
 """Settings that live in a component's own config (the rule's, the critic's), given flat in YAML and ``--set``."""
+_SAC_OWNED = {
+    "policy": "the observations (MlpPolicy or CnnPolicy)",
+    "env": "env",
+    "seed": "seed",
+    "device": "device",
+    "learning_starts": "sac_learning_starts",
+    "buffer_size": "sac_buffer_size",
+    "batch_size": "sac_batch_size",
+    "learning_rate": "sac_learning_rate",
+    "gamma": "sac_gamma",
+    "train_freq": "sac_train_freq",
+    "tau": "sac_tau",
+    "target_update_interval": "sac_target_update_interval",
+    "ent_coef": "sac_ent_coef",
+    "target_entropy_scale": "sac_target_entropy_scale",
+    "policy_kwargs": "sac_net_arch and sac_share_features_extractor",
+    "replay_buffer_class": "the trainer (a relabelling replay buffer)",
+    "replay_buffer_kwargs": "the trainer (a relabelling replay buffer)",
+    "tensorboard_log": "the trainer (the run's tensorboard/)",
+}
+"""SAC's constructor arguments the config or the trainer already sets (``sac_kwargs`` may not), and what sets each."""
+_ENV_OWNED = {"max_episode_steps": "max_episode_steps"}
+"""``gymnasium.make`` arguments the config already sets (``env_kwargs`` may not), and the field that sets each."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +192,11 @@ class RLHFConfig:
         frame_stack: Atari: frames per observation (>= 1).
         terminal_on_life_loss: Atari: a lost life ends a training episode (the usual preprocessing); the evaluation
             episodes are whole games either way, so eval_return is the game score.
+        env_kwargs: keyword arguments of ``gymnasium.make(env, ...)`` (e.g. ``{g: 9.81}`` for Pendulum-v1), for the
+            training and the evaluation environments; not max_episode_steps (its own field), not for Atari games.
+        wrappers: gymnasium wrappers applied in order to the training and evaluation environments, each an import
+            path ``"module:Class"`` (called with the environment) or ``{"module:Class": {keyword: value}}``, e.g.
+            ``gymnasium.wrappers:ClipAction``; after the time limit, absorbing state or Atari preprocessing.
         fragment_length: steps per fragment of a preference pair.
         total_pairs: preference pairs queried over the run.
         initial_pairs: pairs queried at the first reward update.
@@ -203,6 +245,9 @@ class RLHFConfig:
             Nature CNN (:mod:`sobirl.agents.discrete_sac`); SAC: SB3's option (the actor loss trains it).
         sac_target_entropy_scale: DiscreteSAC's entropy target as a fraction of ``log|A|``, in (0, 1]; None: its
             default 0.89. Discrete actions only.
+        sac_kwargs: further keyword arguments of SAC's (DiscreteSAC's) constructor, merged after the config's own
+            (e.g. ``{gradient_steps: 2, verbose: 0}``); a key the config already sets (learning_rate: sac_learning_rate,
+            ...) is an error naming its field.
         eval_interval: agent steps between evaluations (one metrics row each).
         eval_episodes: episodes of the policy per evaluation.
         eval_deterministic: evaluate the deterministic policy (argmax or mean action); false: actions sampled from
@@ -226,6 +271,8 @@ class RLHFConfig:
     absorbing_steps: int | None = None
     frame_stack: int = 4
     terminal_on_life_loss: bool = True
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    wrappers: tuple[str | Mapping[str, Mapping[str, Any]], ...] = ()
     fragment_length: int = 25
     total_pairs: int = 1000
     initial_pairs: int = 200
@@ -260,6 +307,7 @@ class RLHFConfig:
     sac_target_update_interval: int = 1
     sac_share_features_extractor: bool = False
     sac_target_entropy_scale: float | None = None
+    sac_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     eval_interval: int = 1000
     eval_episodes: int = 3
     eval_deterministic: bool = True
@@ -344,6 +392,38 @@ class RLHFConfig:
                 "state); set absorbing_termination: true or absorbing_steps: null"
             )
         self.schedule_for()  # initial_pairs <= total_pairs
+        self._check_pass_through()
+
+    def _check_pass_through(self) -> None:
+        """Validate (and normalise to plain dicts and a tuple) env_kwargs, wrappers and sac_kwargs."""
+        env_kwargs = _string_keyed("env_kwargs", self.env_kwargs)
+        owned = [f"{k} (set {_ENV_OWNED[k]} instead)" for k in env_kwargs if k in _ENV_OWNED]
+        if owned:
+            raise ValueError(f"env_kwargs may not set {', '.join(owned)}")
+        if env_kwargs and is_atari(self.env):
+            raise ValueError(
+                f"env_kwargs are passed to gymnasium.make, and the Atari game {self.env!r} is built by "
+                "sobirl.envs.make_atari (frame_stack, terminal_on_life_loss, max_episode_steps); set env_kwargs: {}"
+            )
+        object.__setattr__(self, "env_kwargs", env_kwargs)
+        if isinstance(self.wrappers, (str, Mapping)) or not isinstance(self.wrappers, (list, tuple)):
+            raise TypeError(f"wrappers must be a list of import paths 'module:Class', got {self.wrappers!r}")
+        wrappers = tuple(dict(w) if isinstance(w, Mapping) else w for w in self.wrappers)
+        for i, entry in enumerate(wrappers):
+            resolve_wrapper(entry, f"wrappers[{i}]")
+        object.__setattr__(self, "wrappers", wrappers)
+        sac_kwargs = _string_keyed("sac_kwargs", self.sac_kwargs)
+        owned = [f"{k} (set by {_SAC_OWNED[k]})" for k in sac_kwargs if k in _SAC_OWNED]
+        if owned:
+            raise ValueError(f"sac_kwargs may not set what the config already sets: {', '.join(owned)}")
+        valid = _sac_parameters()
+        unknown = [k for k in sac_kwargs if k not in valid]
+        if unknown:
+            raise ValueError(
+                f"sac_kwargs has unknown SAC arguments {', '.join(unknown)}; valid: "
+                f"{', '.join(k for k in valid if k not in _SAC_OWNED)}"
+            )
+        object.__setattr__(self, "sac_kwargs", sac_kwargs)
 
     def update_rule(self) -> UpdateRule:
         """A fresh instance of the algorithm's update rule with its settings (``drlhf`` for ``sac-true-reward``, which
@@ -413,6 +493,66 @@ class RLHFConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
+def _string_keyed(name: str, values: Any) -> dict[str, Any]:
+    """``values`` as a dict with string keys; ``TypeError`` naming the field ``name`` otherwise."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{name} must be a mapping of keyword arguments, got {values!r}")
+    bad = [k for k in values if not isinstance(k, str) or not k.isidentifier()]
+    if bad:
+        raise TypeError(f"{name} keys must be keyword argument names, got {', '.join(map(repr, bad))}")
+    return dict(values)
+
+
+def resolve_wrapper(entry: str | Mapping[str, Mapping[str, Any]], name: str = "wrapper") -> Callable[[gym.Env], Any]:
+    """The wrapper an entry of :attr:`RLHFConfig.wrappers` names: ``env -> Class(env, **kwargs)``.
+
+    Args:
+        entry: ``"module:Class"`` or ``{"module:Class": {keyword: value}}``.
+        name: how errors name the entry (``wrappers[i]``).
+
+    Raises:
+        ValueError: not of that form, a module that does not import (its error), or no such attribute in it.
+        TypeError: the attribute is not callable, or the keyword arguments are not a mapping.
+    """
+    kwargs: Mapping[str, Any] = {}
+    if isinstance(entry, Mapping):
+        if len(entry) != 1:
+            raise ValueError(
+                f"{name} must be 'module:Class' or a one-key mapping {{'module:Class': {{...}}}}, got {entry!r}"
+            )
+        ((path, kwargs),) = entry.items()
+        kwargs = _string_keyed(f"{name} keyword arguments", {} if kwargs is None else kwargs)
+    else:
+        path = entry
+    module_name, sep, attribute = path.partition(":") if isinstance(path, str) else ("", "", "")
+    if not sep or not module_name or not attribute:
+        raise ValueError(
+            f"{name} must be an import path 'module:Class' (e.g. gymnasium.wrappers:ClipAction), got {path!r}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, or whatever the module raises when imported
+        raise ValueError(f"{name} {path!r}: cannot import module {module_name!r}: {err}") from err
+    wrapper = module
+    for part in attribute.split("."):
+        if not hasattr(wrapper, part):
+            raise ValueError(f"{name} {path!r}: module {module_name!r} has no attribute {attribute!r}")
+        wrapper = getattr(wrapper, part)
+    if not callable(wrapper):
+        raise TypeError(f"{name} {path!r} is not callable (a gymnasium.Wrapper class or a function of the env)")
+    return functools.partial(wrapper, **kwargs)
+
+
+def _sac_parameters() -> tuple[str, ...]:
+    """The keyword arguments of SAC's and DiscreteSAC's constructors."""
+    from stable_baselines3 import SAC
+
+    from sobirl.agents import DiscreteSAC
+
+    names = [*inspect.signature(SAC.__init__).parameters, *inspect.signature(DiscreteSAC.__init__).parameters]
+    return tuple(k for k in dict.fromkeys(names) if k != "self" and not k.startswith("_"))
+
+
 def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
     """The environment of ``config``, with its time limit override (and, for training, its absorbing termination, or
     an Atari game's end at a lost life); checks the spaces SAC and the reward net need. ``evaluation``: the
@@ -424,7 +564,12 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
         ValueError: unknown environment id (gymnasium's message, with its suggestion), an observation space that is
             neither a 1-D Box nor an Atari game's frames, an action space neither a 1-D Box nor Discrete, a
             fragment_length beyond the environment's time limit, absorbing termination without a time limit or on an
-            Atari game, sac_target_entropy_scale with Box actions, naming the fix.
+            Atari game, sac_target_entropy_scale with Box actions, naming the fix; env_kwargs the environment
+            rejects, or a wrapper that fails on it (naming ``wrappers[i]``).
+        TypeError: a wrapper that returns no ``gymnasium.Env``.
+
+    ``config.env_kwargs`` go to ``gymnasium.make``; ``config.wrappers`` are applied in order to the environment built,
+    before its spaces are checked (so e.g. ``gymnasium.wrappers:FlattenObservation`` can make them fit).
     """
     atari = is_atari(config.env)
     if atari and config.absorbing_termination:
@@ -451,20 +596,36 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
                     max_episode_steps=config.max_episode_steps,
                     absorb=not evaluation,
                     absorbing_steps=None if evaluation else config.absorbing_steps,
+                    **config.env_kwargs,
                 )
             else:
-                env = gym.make(config.env, max_episode_steps=config.max_episode_steps)
+                env = gym.make(config.env, max_episode_steps=config.max_episode_steps, **config.env_kwargs)
     except gym.error.DependencyNotInstalled as err:  # a subclass of gym.error.Error
         if mujoco:  # gymnasium's message names gymnasium's extra, not ours
             raise gym.error.DependencyNotInstalled(
                 f'{config.env} needs MuJoCo, which is not installed; install it with: pip install "sobirl[mujoco]"'
             ) from err
         raise
+    except TypeError as err:  # an environment constructor's unexpected keyword
+        if not config.env_kwargs:
+            raise
+        raise ValueError(f"env_kwargs {config.env_kwargs} were rejected by {config.env}: {err}") from err
     except gym.error.Error as err:
         raise ValueError(
             f"unknown env {config.env!r}: {err} (registered ids: gymnasium.pprint_registry(); e.g. Pendulum-v1, "
             "HalfCheetah-v5)"
         ) from err
+    for i, entry in enumerate(config.wrappers):
+        wrap = resolve_wrapper(entry, f"wrappers[{i}]")
+        try:
+            wrapped = wrap(env)
+        except Exception as err:
+            env.close()
+            raise ValueError(f"wrappers[{i}] {entry!r} failed on {config.env}: {type(err).__name__}: {err}") from err
+        if not isinstance(wrapped, gym.Env):
+            env.close()
+            raise TypeError(f"wrappers[{i}] {entry!r} returned {type(wrapped).__name__}, not a gymnasium.Env")
+        env = wrapped
     limit = env.spec.max_episode_steps if env.spec is not None else None
     if limit is not None and config.fragment_length > limit:
         env.close()
@@ -524,6 +685,75 @@ def check_device(device: str) -> None:
             "device 'cuda' requested but torch sees no CUDA device; set device to auto or cpu "
             "(--device, or --set device=... in a sweep)"
         )
+
+
+class NonFiniteError(RuntimeError):
+    """A quantity of the run became NaN or infinite; the run stopped before its next checkpoint, so the last one
+    written holds the last good state.
+
+    Attributes:
+        quantity: what became non-finite: ``reward output`` (the reward net's fragment returns), ``preference loss``
+            (the cross-entropy), ``exploration term`` (the rule's second term), each checked at every reward
+            mini-batch, or ``SAC <loss>`` (``actor_loss``, ``critic_loss``, ``ent_coef_loss``: every loss SAC
+            records, checked at every gradient step).
+        value: the offending value.
+        agent_steps: the agent step it was met at.
+        checkpoint: the last good checkpoint (None when the run had written none).
+    """
+
+    def __init__(self, quantity: str, value: float, agent_steps: int, checkpoint: Path | None) -> None:
+        self.quantity, self.value, self.agent_steps, self.checkpoint = quantity, value, agent_steps, checkpoint
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint is not None else "no checkpoint was written"
+        super().__init__(
+            f"non-finite {quantity} ({value}) at agent step {agent_steps}; the run stopped and {kept} (lower the "
+            "learning rates or set grad_clip, then start again or resume from it)"
+        )
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (no space, no permission, an I/O error): the run stopped, and the previous
+    checkpoint is untouched. ``errno`` is the underlying error's."""
+
+
+class DamagedCheckpointError(ValueError):
+    """Every checkpoint of a run directory is damaged: nothing to resume from."""
+
+
+class _GuardedLogger(Logger):
+    """SB3's logger writing nothing, that raises :class:`NonFiniteError` when SAC records a non-finite loss (SAC
+    and DiscreteSAC record their losses' means after each ``train`` call)."""
+
+    def __init__(self, trainer: RLHFTrainer) -> None:
+        super().__init__(folder=None, output_formats=[])
+        self._trainer = trainer
+
+    def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
+        if key.startswith("train/") and key.endswith("loss") and not math.isfinite(float(value)):
+            self._trainer._non_finite(f"SAC {key.removeprefix('train/')}", float(value))
+        super().record(key, value, exclude)
+
+
+def check_writable(run_dir: str | os.PathLike[str]) -> None:
+    """Check that checkpoints can be written in ``run_dir`` (creating ``checkpoints/`` and a probe file in it).
+
+    Raises:
+        CheckpointWriteError: naming the directory and the reason (e.g. permission denied, read-only file system).
+    """
+    root = Path(run_dir) / CHECKPOINT_DIR
+    probe = root / f".probe-{os.getpid()}"
+    try:
+        root.mkdir(exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise _write_error(f"run directory {run_dir} is not writable ({err.strerror or err})", err) from err
+
+
+def _write_error(message: str, err: OSError) -> CheckpointWriteError:
+    """A :class:`CheckpointWriteError` with ``message`` and ``err``'s errno."""
+    error = CheckpointWriteError(message)
+    error.errno = getattr(err, "errno", None)
+    return error
 
 
 @dataclass
@@ -657,12 +887,13 @@ class RLHFTrainer:
             tau=c.sac_tau,
             target_update_interval=c.sac_target_update_interval,
             policy_kwargs=dict(net_arch=list(c.sac_net_arch), share_features_extractor=c.sac_share_features_extractor),
+            **c.sac_kwargs,  # validated: none of the keys above
         )
 
     def _silence_sb3_logger(self) -> None:
         """SB3's own logger writes nothing (the run's metrics go to ``metrics.csv``); without one it would create a
-        temporary folder at every ``learn``."""
-        self.model.set_logger(Logger(folder=None, output_formats=[]))
+        temporary folder at every ``learn``. It stops the run at a non-finite SAC loss (:class:`_GuardedLogger`)."""
+        self.model.set_logger(_GuardedLogger(self))
 
     @property
     def discrete(self) -> bool:
@@ -687,8 +918,15 @@ class RLHFTrainer:
 
         Args:
             on_steps: called with the agent steps of every finished chunk (e.g. a progress bar's ``update``).
+
+        Raises:
+            CheckpointWriteError: the run directory is not writable (checked before any step), or a checkpoint could
+                not be written; the previous checkpoint is kept intact.
+            NonFiniteError: a reward output, the preference loss, the exploration term or a SAC loss became NaN or
+                infinite; no checkpoint is written after it.
         """
         c = self.config
+        check_writable(self.run_dir)
         logged: list[dict[str, float]] = []
         callback = RecordingCallback(self.recorder)
         start = time.perf_counter() - self.state.wall_time
@@ -760,11 +998,20 @@ class RLHFTrainer:
                 )
 
             out = self.rule.step(self.reward_net, self.optimizer, surrogate)
+            if not math.isfinite(out.cross_entropy):  # the returns first: a NaN return makes a NaN loss
+                returns_finite = bool(torch.isfinite(out.logits).all())
+                self._non_finite("preference loss" if returns_finite else "reward output", out.cross_entropy)
+            if not math.isfinite(out.second_term):
+                self._non_finite("exploration term", out.second_term)
             losses.append(out.cross_entropy)
             second_terms.append(abs(out.second_term))
         self.state.reward_updates += 1
         self.state.reward_loss = float(np.mean(losses))
         self.state.exploration_norm = float(np.mean(second_terms))
+
+    def _non_finite(self, quantity: str, value: float) -> None:
+        """Stop the run: raise :class:`NonFiniteError` naming ``quantity`` and the current agent step."""
+        raise NonFiniteError(quantity, value, self.steps, latest_checkpoint(self.run_dir))
 
     def _follower(self) -> Follower:
         """What the rule knows of SAC now, the successor-feature critic trained first where the rule needs it."""
@@ -896,17 +1143,56 @@ class RLHFTrainer:
         return logger
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-<N>`` atomically (module docstring) and remove the older checkpoints."""
+        """Write ``checkpoints/step-<N>`` atomically and keep the newest :data:`KEEP_CHECKPOINTS` checkpoints.
+
+        The files are written under ``.tmp-step-<N>``, flushed to disk, listed with their sizes and SHA-256 in
+        ``manifest.json``, then the directory is renamed: a kill or a power cut leaves either no ``step-<N>`` or a
+        complete one, and :meth:`resume` recognises one damaged later (a file changed or cut short).
+
+        Raises:
+            CheckpointWriteError: a write failed (no space, no permission, an I/O error); the partial files are
+                removed and the previous checkpoints are untouched.
+        """
         root = self.run_dir / CHECKPOINT_DIR
-        root.mkdir(exist_ok=True)
         final = root / f"step-{self.steps}"
         tmp = root / f".tmp-step-{self.steps}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        try:
+            root.mkdir(exist_ok=True)
+            for stale in root.glob(".tmp-step-*"):  # a killed run's partial checkpoint
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp.mkdir()
+            self._write_checkpoint_files(tmp)
+            manifest = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+            (tmp / _MANIFEST).write_text(json.dumps({"files": manifest}, indent=1))
+            for path in tmp.iterdir():
+                _fsync(path)
+            _fsync(tmp)
+            if final.exists():  # a damaged checkpoint a resume fell back from: this one replaces it
+                old = root / f".tmp-old-step-{self.steps}"
+                os.replace(final, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, final)  # atomic: a checkpoint directory exists only once complete
+            _fsync(root)
+        except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+            shutil.rmtree(tmp, ignore_errors=True)
+            previous = latest_checkpoint(self.run_dir)
+            kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+            raise _write_error(
+                f"could not write checkpoint {final} ({reason}); the run stopped at agent step {self.steps} and "
+                f"{kept}; free space or fix permissions, then continue with: sobirl rlhf --resume {self.run_dir}",
+                err if isinstance(err, OSError) else OSError(),
+            ) from err
+        for old in checkpoints(self.run_dir)[KEEP_CHECKPOINTS:]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _write_checkpoint_files(self, directory: Path) -> None:
+        """The checkpoint's files (module docstring) in ``directory``."""
         # the reward net pickles inside the replay buffer kwargs; it is saved (once) in state.pt instead
-        self.model.save(tmp / _SAC, exclude=["replay_buffer_kwargs"])
-        self.model.save_replay_buffer(tmp / _REPLAY)
-        self.dataset.save(tmp / _DATASET)
+        self.model.save(directory / _SAC, exclude=["replay_buffer_kwargs"])
+        self.model.save_replay_buffer(directory / _REPLAY)
+        self.dataset.save(directory / _DATASET)
         state = {
             # one pickle keeps each optimiser's references to its parameters (the reward net's, the critic's)
             "reward_net": self.reward_net,
@@ -927,51 +1213,74 @@ class RLHFTrainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
         }
-        torch.save(state, tmp / _STATE)
-        os.replace(tmp, final)  # atomic: a checkpoint directory exists only once complete
-        for old in root.glob("step-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-        return final
+        torch.save(state, directory / _STATE)
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike[str]) -> RLHFTrainer:
-        """The run in ``run_dir`` at its latest complete checkpoint, ready to :meth:`run` on.
+        """The run in ``run_dir`` at its newest intact checkpoint, ready to :meth:`run` on.
+
+        A checkpoint is damaged when a file of its ``manifest.json`` is missing or differs from its recorded size or
+        SHA-256, or when loading it fails; each damaged one is skipped with a one-line warning naming it (logger
+        ``sobirl.rlhf.trainer``), and the next older one is tried. The run's next checkpoint at that step replaces
+        the damaged one.
 
         Raises:
             FileNotFoundError: ``run_dir`` has no ``config.yaml`` or no complete checkpoint.
+            DamagedCheckpointError: every checkpoint is damaged (each named with its problem).
         """
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{run_dir} is not an rlhf run directory (no {CONFIG_FILE})")
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is None:
+        found = checkpoints(run_dir)
+        if not found:
             raise FileNotFoundError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/ to resume from")
         trainer = cls(RLHFConfig.from_yaml(run_dir / CONFIG_FILE), run_dir)
-        state = torch.load(checkpoint / _STATE, map_location=trainer.model.device, weights_only=False)
+        problems = []
+        for checkpoint in found:
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                try:
+                    trainer._load(checkpoint)
+                    return trainer
+                except Exception as err:  # any failure to load means the files are not what save_checkpoint wrote
+                    problem = " ".join(f"{type(err).__name__}: {err}".split())
+            problems.append(f"{checkpoint.name} ({problem})")
+            _LOG.warning("checkpoint %s is damaged (%s); trying an older one", checkpoint, problem)
+        raise DamagedCheckpointError(
+            f"{run_dir} has no intact checkpoint to resume from: {'; '.join(problems)}; move {CHECKPOINT_DIR}/ away "
+            "to start the run afresh"
+        )
+
+    def _load(self, checkpoint: Path) -> None:
+        """Load ``checkpoint`` into this freshly built trainer; every file is read before anything is replaced, so a
+        failure leaves the trainer as it was."""
+        state = torch.load(checkpoint / _STATE, map_location=self.model.device, weights_only=False)
         net = state["reward_net"]
         # what the model was saved without (save_checkpoint), for the buffer that load builds before it is replaced
-        buffer_kwargs: dict[str, Any] = {} if net is None else {"reward_fn": net, "clip": trainer.config.clip}
-        if trainer.frame_stack is not None:
-            buffer_kwargs["n_stack"] = trainer.frame_stack
-        algorithm = follower_class(trainer.env.action_space)
-        trainer.model = algorithm.load(
-            checkpoint / _SAC, env=trainer.env, device=trainer.config.device, replay_buffer_kwargs=buffer_kwargs
+        buffer_kwargs: dict[str, Any] = {} if net is None else {"reward_fn": net, "clip": self.config.clip}
+        if self.frame_stack is not None:
+            buffer_kwargs["n_stack"] = self.frame_stack
+        algorithm = follower_class(self.env.action_space)
+        model = algorithm.load(
+            checkpoint / _SAC, env=self.env, device=self.config.device, replay_buffer_kwargs=buffer_kwargs
         )
-        trainer.model.load_replay_buffer(checkpoint / _REPLAY)
+        model.load_replay_buffer(checkpoint / _REPLAY)
+        dataset = PreferenceDataset.load(checkpoint / _DATASET)
+        progress = _Progress(**state["progress"])
         if net is not None:
-            trainer.model.replay_buffer.reward_fn = net  # the pickled buffer carries a copy
-        trainer._silence_sb3_logger()
-        trainer.reward_net, trainer.optimizer = net, state["optimizer"]
-        trainer.rule, trainer.critic = state["rule"], state["critic"]
-        trainer.recorder = state["recorder"]
-        trainer.recorder.drop_running()  # the unfinished episode cannot continue (module docstring)
-        trainer.dataset = PreferenceDataset.load(checkpoint / _DATASET)
-        trainer.state = _Progress(**state["progress"])
+            model.replay_buffer.reward_fn = net  # the pickled buffer carries a copy
+        self.model = model
+        self._silence_sb3_logger()
+        self.reward_net, self.optimizer = net, state["optimizer"]
+        self.rule, self.critic = state["rule"], state["critic"]
+        self.recorder = state["recorder"]
+        self.recorder.drop_running()  # the unfinished episode cannot continue (module docstring)
+        self.dataset = dataset
+        self.state = progress
         for rng, key in (
-            (trainer.fragment_rng, "fragments"),
-            (trainer.batch_rng, "batches"),
-            (trainer.labeller.generator, "labels"),
+            (self.fragment_rng, "fragments"),
+            (self.batch_rng, "batches"),
+            (self.labeller.generator, "labels"),
         ):
             rng.bit_generator.state = state["generators"][key]
         # restored after SAC.load, which reseeds the global generators
@@ -982,9 +1291,8 @@ class RLHFTrainer:
         torch.set_rng_state(rngs["torch"].cpu())
         if rngs["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rngs["cuda"]])
-        trainer.model.get_env().seed(trainer.config.seed + trainer.steps)  # the new episode's start, reproducibly
-        trainer._fresh = False
-        return trainer
+        self.model.get_env().seed(self.config.seed + self.steps)  # the new episode's start, reproducibly
+        self._fresh = False
 
 
 def _like(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -993,10 +1301,62 @@ def _like(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(array, device=like.device).to(like.dtype)
 
 
+def checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The complete checkpoints of ``run_dir`` (``checkpoints/step-<N>`` directories holding ``state.pt``), newest
+    (most agent steps) first; complete does not mean intact (:func:`checkpoint_problem`)."""
+    found = [
+        p
+        for p in (Path(run_dir) / CHECKPOINT_DIR).glob("step-*")
+        if p.is_dir() and p.name.removeprefix("step-").isdigit() and (p / _STATE).is_file()
+    ]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("step-")), reverse=True)
+
+
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The complete checkpoint of ``run_dir`` with the most agent steps, or None."""
-    found = [p for p in (Path(run_dir) / CHECKPOINT_DIR).glob("step-*") if p.is_dir() and (p / _STATE).is_file()]
-    return max(found, key=lambda p: int(p.name.removeprefix("step-")), default=None)
+    found = checkpoints(run_dir)
+    return found[0] if found else None
+
+
+def checkpoint_problem(checkpoint: str | os.PathLike[str]) -> str | None:
+    """What is wrong with a checkpoint's files by its ``manifest.json`` (a file missing, of another size or
+    SHA-256; the manifest unreadable), on one line; None when they match. A checkpoint written before manifests
+    existed has none and passes (loading it is the only check)."""
+    checkpoint = Path(checkpoint)
+    path = checkpoint / _MANIFEST
+    if not path.exists():
+        return None
+    try:
+        files = json.loads(path.read_text())["files"]
+        for name, expected in files.items():
+            file = checkpoint / name
+            if not file.is_file():
+                return f"{name} is missing"
+            if file.stat().st_size != expected["size"]:
+                return f"{name} has {file.stat().st_size} bytes, {expected['size']} written"
+            if _sha256(file) != expected["sha256"]:
+                return f"{name} differs from the file written (SHA-256)"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{_MANIFEST} is unreadable ({type(err).__name__}: {err})"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a directory (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
