@@ -124,6 +124,34 @@ class SuccessorFeatures(nn.Module):
             raise TypeError("psi_all is for Discrete actions; Box actions use psi(observations, actions)")
         return self._psi(self.net, observations, None)
 
+    def advantage_sum(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        *,
+        policy_actions: torch.Tensor | None = None,
+        policy_probs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``sum_{i,h} (psi(s_h, a_h) - E_{a~pi} psi(s_h, a))`` per pair, ``(B, features)``, of visited steps
+        ``(B, 2, L, ...)``: Box actions with ``k`` policy draws per state ``(B, 2, L, k, act_dim)`` (their mean), or
+        Discrete actions with the policy's probabilities ``(B, 2, L, n_actions)`` (exact). The critic's last layer is
+        linear, so the sums are taken over its inputs and the layer is applied once per pair (no graph)."""
+        body, last = self.net[:-1], self.net[-1]
+        with torch.no_grad():
+            if self.discrete:
+                h = body(observations)  # (B, 2, L, H)
+                index = actions.reshape(h.shape[:-1]).long()
+                c = torch.nn.functional.one_hot(index, self.n_actions).to(h) - policy_probs.to(h)  # (B, 2, L, A)
+                M = torch.einsum("bijh,bija->bah", h, c)
+                W = last.weight.reshape(self.n_actions, self.features, -1)
+                b = last.bias.reshape(self.n_actions, self.features)
+                return torch.einsum("aph,bah->bp", W, M) + c.sum(dim=(1, 2)) @ b
+            k = policy_actions.shape[3]
+            taken = body(torch.cat([observations, actions], dim=-1))
+            repeated = observations.unsqueeze(3).expand(*observations.shape[:3], k, observations.shape[-1])
+            drawn = body(torch.cat([repeated, policy_actions], dim=-1)).mean(dim=3)
+            return (taken - drawn).sum(dim=(1, 2)) @ last.weight.T  # the biases cancel
+
     def td_step(
         self,
         reward_net: RewardNet | ActionRewardNet,

@@ -25,19 +25,11 @@ class SuccessorFeaturesSensitivity(Sensitivity):
         if critic is None:
             raise ValueError("the successor-features estimator needs the follower's critic (Follower.critic)")
         theta = head_parameters(reward_net)
-        obs, act = visits.observations.to(theta.dtype), visits.actions
-        with torch.no_grad():
-            if visits.policy_probs is not None:
-                every = critic.psi_all(obs)  # (B, 2, L, |A|, p)
-                index = act.reshape(every.shape[:-2]).long()
-                taken = every.gather(-2, index[..., None, None].expand(*index.shape, 1, every.shape[-1])).squeeze(-2)
-                expected = (visits.policy_probs.to(every).unsqueeze(-1) * every).sum(-2)
-            else:
-                k = visits.policy_actions.shape[3]
-                taken = critic.psi(obs, act.to(theta.dtype))
-                drawn = critic.psi(
-                    obs.unsqueeze(3).expand(*obs.shape[:3], k, *obs.shape[3:]), visits.policy_actions.to(theta.dtype)
-                )
-                expected = drawn.mean(dim=3)
-            delta = (taken - expected).sum(dim=(1, 2)).to(theta.dtype)  # (B, p)
+        dtype = theta.dtype
+        delta = critic.advantage_sum(
+            visits.observations.to(dtype),
+            visits.actions if visits.policy_probs is not None else visits.actions.to(dtype),
+            policy_actions=None if visits.policy_actions is None else visits.policy_actions.to(dtype),
+            policy_probs=visits.policy_probs,
+        ).to(dtype)
         return delta @ theta
