@@ -14,7 +14,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
     ("script", "valid"),
     [
         ("make_tabular.sh", "synthetic four-rooms estimators"),
-        ("make_rlhf.sh", "pendulum cartpole halfcheetah"),
+        ("make_rlhf.sh", "pendulum cartpole halfcheetah pendulum-150"),
         ("make_applications.sh", "apprenticeship contract-design navigation"),
     ],
 )

@@ -2,7 +2,7 @@
 # Regenerates the deep-RLHF results of docs/results/ (see docs/results/README.md) with sobirl's own CLI.
 #
 #   bash docs/results/make_rlhf.sh                      # every section
-#   bash docs/results/make_rlhf.sh cartpole halfcheetah # one or more sections: pendulum cartpole halfcheetah
+#   bash docs/results/make_rlhf.sh cartpole halfcheetah # one or more sections: pendulum cartpole halfcheetah pendulum-150
 #
 # Each section is one `sobirl sweep` (WORKERS trials side by side, one torch thread each) into $RUNS/<section>,
 # then `sobirl report --complete-only` into docs/results/<section>/ (report.md with its table and figures over the
@@ -21,7 +21,10 @@
 # trial, 2 workers and nothing else running: 3.8 h); cartpole 6 x 5 of 50k steps (704-909 s per
 # trial, 2 workers and nothing else running: 3.5 h); halfcheetah sobirl and drlhf x 3 seeds (HALFCHEETAH_SEEDS) of
 # 50k steps, half the config's 100k (about 14 min per trial; with WORKERS=1, beside one other run, the section took
-# 87 min; needs `pip install -e ".[mujoco]"`).
+# 87 min; needs `pip install -e ".[mujoco]"`); pendulum-150 the faithful sobirl against drlhf and sac-true-reward on
+# paired seeds with a label-starved budget (150 pairs, 50 at the first update), 3 x 5 trials of 30k steps.
+# The pendulum, cartpole and halfcheetah sections were measured with the former patched sobirl (commit d4488e8): the
+# kept sobirl, stoc-sobirl and hpgd configs name its removed settings, so those sections reproduce at that commit.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -35,11 +38,11 @@ ALL_ALGOS=sobirl,drlhf,stoc-sobirl,hpgd,pbrl,sac-true-reward
 OVERRIDES=()
 for pair in ${SET:-}; do OVERRIDES+=(--set "$pair"); done
 
-if [ $# -eq 0 ]; then set -- pendulum cartpole halfcheetah; fi
+if [ $# -eq 0 ]; then set -- pendulum cartpole halfcheetah pendulum-150; fi
 for section in "$@"; do
     case $section in
-        pendulum | cartpole | halfcheetah) ;;
-        *) echo "unknown section '$section'; valid: pendulum cartpole halfcheetah" >&2; exit 2 ;;
+        pendulum | cartpole | halfcheetah | pendulum-150) ;;
+        *) echo "unknown section '$section'; valid: pendulum cartpole halfcheetah pendulum-150" >&2; exit 2 ;;
     esac
 done
 command -v sobirl >/dev/null || { echo "sobirl is not on PATH (source .venv/bin/activate)" >&2; exit 2; }
@@ -100,6 +103,10 @@ for section in "$@"; do
         cartpole) sweep cartpole configs/cartpole-cpu.yaml "$ALL_ALGOS" "$SEEDS" ;;
         halfcheetah)
             sweep halfcheetah configs/halfcheetah-cpu.yaml sobirl,drlhf "$HALFCHEETAH_SEEDS" --set total_steps=50000
+            ;;
+        pendulum-150)
+            sweep pendulum-150 configs/pendulum-cpu.yaml sobirl,drlhf,sac-true-reward "$SEEDS" \
+                --set total_pairs=150 --set initial_pairs=50
             ;;
     esac
 done
