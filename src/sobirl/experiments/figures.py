@@ -337,6 +337,14 @@ def _curves(runs: Iterable[Run], key: str, x: str) -> dict[tuple[str, str], tupl
     return {name: (group, curve) for name, (group, curve) in curves.items() if len(curve[0])}
 
 
+def _env_panels(n: int) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` panels, one per environment, at most ``_PANELS_PER_ROW`` a row (not registered with pyplot)."""
+    ncols = min(n, _PANELS_PER_ROW)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+
 def _colors(runs: Iterable[Run]) -> dict[str, str]:
     """One color per line label (:attr:`Run.label`), in order of first appearance, so a line keeps its color in every
     panel and figure."""
@@ -383,10 +391,7 @@ def rlhf_figure(runs: Sequence[Run], key: str) -> Figure:
         raise _no_curve(runs, key)
     colors = _colors(runs)
     envs = list(dict.fromkeys(env for env, _ in curves))
-    ncols = min(len(envs), _PANELS_PER_ROW)
-    nrows = math.ceil(len(envs) / ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")  # not registered with pyplot
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _env_panels(len(envs))
     for ax, env in zip(axes, envs, strict=False):
         for (group_env, label), (group, curve) in curves.items():
             if group_env == env:
@@ -462,10 +467,7 @@ def performance_profile_figure(runs: Sequence[Run], *, seed: int = 0, reps: int 
         raise _no_curve(runs, "final eval_return")
     colors = _colors(runs)
     envs = list(dict.fromkeys(env for env, _ in groups))
-    ncols = min(len(envs), _PANELS_PER_ROW)
-    nrows = math.ceil(len(envs) / ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")  # not registered with pyplot
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _env_panels(len(envs))
     for ax, env in zip(axes, envs, strict=False):
         scores = {label: [r.rows[-1]["eval_return"] for r in group] for (e, label), group in groups.items() if e == env}
         taus = profile_thresholds([v for values in scores.values() for v in values])
