@@ -58,10 +58,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sobirl.envs import TabularEnv, sample_trajectories
+from sobirl.envs import TabularEnv
 from sobirl.problems.gridworld import gridworld_mdp
 from sobirl.profiling import command_line, machine_line, write_report
-from sobirl.tabular import TabularMDP
+from sobirl.tabular import TabularMDP, sample_trajectories
 
 N_TRAJECTORIES = 10_000
 N_LARGE = 100_000

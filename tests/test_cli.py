@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +109,8 @@ def test_config_yaml_holds_the_resolved_config(default_run: tuple[Path, str]) ->
     assert config["outputs"]["run_dir"] == str(run_dir)
     assert config["outputs"]["metrics"] == str(run_dir / "metrics.csv")
     assert config["versions"]["sobirl"] == sobirl.__version__
-    assert set(config["versions"]) == {"sobirl", "torch", "python"}
+    assert {"sobirl", "python", "torch", "numpy", "gymnasium", "stable-baselines3", "git"} <= set(config["versions"])
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|not a git checkout", config["versions"]["git"])
     assert config["command_line"].startswith("sobirl synthetic --iterations 50")
 
 
@@ -423,3 +425,10 @@ def test_python_dash_m_sobirl_runs(tmp_path: Path) -> None:
     assert str(run_dir) in done.stdout
     assert "final f = " in done.stdout
     assert len(read_metrics(run_dir)) == 5
+
+
+def test_the_git_commit_is_recorded_or_said_missing(tmp_path, monkeypatch):
+    from sobirl import rundir
+
+    monkeypatch.setattr(rundir.sobirl, "__file__", str(tmp_path / "sobirl" / "__init__.py"))  # outside any checkout
+    assert rundir.software_versions()["git"] == "not a git checkout"

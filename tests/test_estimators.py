@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from conftest import F64, nonlinear_problem, random_transitions
-from sobirl.envs import sample_trajectories
 from sobirl.estimators import ESTIMATORS, exploration_term
-from sobirl.tabular import BilevelProblem, TabularMDP
+from sobirl.tabular import BilevelProblem, TabularMDP, sample_trajectories
 from sobirl.tabular.hypergrad import lower_level
 
 

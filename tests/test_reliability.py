@@ -17,7 +17,6 @@ from sobirl.cli import main
 from sobirl.experiments import write_config
 from sobirl.rlhf.preferences import PreferenceDataset
 from sobirl.rlhf.trainer import (
-    KEEP_CHECKPOINTS,
     CheckpointWriteError,
     DamagedCheckpointError,
     NonFiniteError,
@@ -25,8 +24,8 @@ from sobirl.rlhf.trainer import (
     RLHFTrainer,
     checkpoint_problem,
     checkpoints,
-    read_metrics,
 )
+from sobirl.rundir import read_metrics
 from test_rlhf_trainer import smoke_args
 
 
@@ -53,16 +52,24 @@ def steps(run_dir: Path) -> list[int]:
 def test_only_the_newest_checkpoints_are_kept_each_with_its_manifest(tmp_path):
     run_dir = tmp_path / "run"
     new_run(run_dir, checkpoint_interval=100).run()
-    assert KEEP_CHECKPOINTS == 2 and names(run_dir) == ["step-200", "step-300"]
+    assert RLHFConfig().keep_checkpoints == 2 and names(run_dir) == ["step-200", "step-300"]
     assert [p.name for p in checkpoints(run_dir)] == ["step-300", "step-200"]
     assert sorted(p.name for p in (run_dir / "checkpoints" / "step-300").iterdir()) == [
         "dataset.npz",
+        "env.pkl",
         "manifest.json",
         "replay_buffer.pkl",
         "sac.zip",
         "state.pt",
     ]
     assert checkpoint_problem(run_dir / "checkpoints" / "step-300") is None
+
+
+def test_keep_checkpoints_sets_how_many_are_kept(tmp_path):
+    new_run(tmp_path / "run", checkpoint_interval=100, keep_checkpoints=3).run()
+    assert names(tmp_path / "run") == ["step-100", "step-200", "step-300"]
+    with pytest.raises(ValueError, match="keep_checkpoints must be an integer >= 1, got 0"):
+        RLHFConfig(keep_checkpoints=0)
 
 
 def _flip_a_byte(path: Path) -> None:

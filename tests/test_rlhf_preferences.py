@@ -113,6 +113,20 @@ def test_dataset_is_a_fifo_queue():
     assert numbers(data) == [15, 16, 17, 18, 19]
 
 
+def test_dataset_drops_pairs_labelled_nan():
+    """NaN: the labeller could not judge the pair (a person's "can't tell"); the pair is not kept."""
+    data = PreferenceDataset(5)
+    pairs, labels = numbered_pairs(0, 4)
+    labels[[0, 2]] = np.nan
+    data.push(pairs, labels)
+    assert numbers(data) == [1, 3]
+    all_nan = numbered_pairs(4, 2)
+    data.push(all_nan[0], np.full(2, np.nan))
+    assert numbers(data) == [1, 3]
+    with pytest.raises(ValueError, match=r"labels must be probabilities in \[0, 1\] \(or NaN"):
+        data.push(pairs, np.where(np.isnan(labels), 1.5, labels))
+
+
 def test_dataset_save_load_round_trip(tmp_path):
     data = PreferenceDataset(6)
     for start, n in ((0, 4), (4, 5)):  # wraps around the ring

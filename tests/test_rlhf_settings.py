@@ -59,7 +59,17 @@ def test_groups_place_every_field_once_and_flags_do_not_clash():
     assert sorted(placed) == sorted(fields)
     sub = build_parser()._subparsers._group_actions[0].choices["rlhf"]
     own = {a.dest for a in sub._actions if a.dest not in {s.name for s in settings()}}
-    assert own == {"help", "config", "overrides", "resume", "output_dir", "name", "no_progress"}
+    assert own == {
+        "help",
+        "config",
+        "overrides",
+        "resume",
+        "output_dir",
+        "name",
+        "no_progress",
+        "track",
+        "wandb_project",
+    }
 
 
 def test_attribute_docs_read_both_docstring_styles():

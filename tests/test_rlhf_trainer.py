@@ -24,7 +24,10 @@ from sobirl.cli import main
 from sobirl.experiments import write_config
 from sobirl.rlhf import CnnActionRewardNet, MlpActionRewardNet
 from sobirl.rlhf import trainer as trainer_module
-from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
+from sobirl.rlhf.fragments import FragmentPairs
+from sobirl.rlhf.preferences import PreferenceGatherer
+from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint
+from sobirl.rundir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,8 +76,9 @@ def test_cli_writes_a_complete_run_directory(algo, tmp_path, capsys):
     if algo == "sac-true-reward":
         assert all(math.isnan(r[k]) for r in rows for k in learned) and [r["pairs"] for r in rows] == [0, 0, 0]
         return
-    # the hyperbolic schedule: 10 initial pairs + floor(30 log(1 + x) / log 2) at x = 1/3, 2/3, 1
-    assert [r["pairs"] for r in rows] == [22, 32, 40]
+    # the hyperbolic schedule: 10 initial pairs + floor(30 log(1 + x) / log 2) at x = 1/2, 1 of the last reward update
+    # (step 200: none at the last step)
+    assert [r["pairs"] for r in rows] == [27, 40, 40]
     for row in rows:
         assert 0 <= row["preference_accuracy"] <= 1 and 0 < row["reward_loss"] < 10
         # real-valued rewards: only a pair that draws the same fragment twice (the draws are independent) ties
@@ -126,6 +130,7 @@ ATARI_SMOKE = {
     **SMOKE,
     "env": "ALE/BeamRider-v5",
     "total_steps": 200,
+    "reward_update_interval": 40,  # updates at 80, 120 and 160 (at 40 no episode has ended)
     "max_episode_steps": 60,  # agent steps: three episodes, the first finished before the reward update at 100
     "fragment_length": 10,
     "total_pairs": 16,
@@ -144,7 +149,7 @@ ATARI_SMOKE = {
     "held_out_pairs": 8,
     "checkpoint_interval": 200,
 }
-"""The smallest Atari run with two reward updates (the exploration term on), SAC updates and an evaluation."""
+"""The smallest Atari run with three reward updates (the exploration term on), SAC updates and an evaluation."""
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -169,7 +174,7 @@ def test_every_algo_runs_on_atari_frames(algo, tmp_path):
         pairs = trainer.dataset.contents()[0]
         assert pairs.observations.shape == (16, 2, 10, 4, 84, 84) and pairs.observations.dtype == np.uint8
         assert trainer.dataset.frame_stack == 4  # the game's stacks passed the overlap check: 13 frames a fragment
-        assert row["pairs"] == 16 and trainer.state.reward_updates == 2
+        assert row["pairs"] == 16 and trainer.state.reward_updates == 3
         assert math.isfinite(row["reward_loss"]) and (row["exploration_norm"] > 0) == (algo != "drlhf")
         # no enemy is hit in the first 60 steps of a game: every fragment scores 0, so every pair ties
         assert np.all(trainer.labeller.probabilities(pairs) == 0.5) and math.isnan(row["preference_accuracy"])
@@ -290,6 +295,24 @@ def test_shipped_configs_load(name):
         env.close()
 
 
+def test_tensorboard_has_sac_losses_and_the_metrics_against_agent_steps(tmp_path):
+    config = RLHFConfig.from_dict({**SMOKE, "algo": "sobirl", "total_steps": 300, "checkpoint_interval": 1000})
+    RLHFTrainer(config, tmp_path).run()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss"} <= tags
+    assert set(METRIC_COLUMNS) - {"iteration"} <= tags
+    rows = read_metrics(tmp_path)
+    np.testing.assert_allclose(
+        [(e.step, e.value) for e in events.Scalars("eval_return")],
+        [(r["agent_steps"], r["eval_return"]) for r in rows],
+        rtol=1e-6,  # TensorBoard keeps float32
+    )
+    losses = [e.step for e in events.Scalars("train/critic_loss")]  # SAC trains from its step 100 (learning_starts)
+    assert len(losses) >= 2 and all(100 < step <= 300 for step in losses)
+
+
 def collect_dataset(tmp_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
     run_dir = tmp_path / f"seed{seed}-{len(list(tmp_path.iterdir()))}"
     run_dir.mkdir()
@@ -359,9 +382,9 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["pairs"] for r in rows] == sorted(r["pairs"] for r in rows) and rows[-1]["pairs"] == 40
     assert latest_checkpoint(run_dir).name == "step-600" and (run_dir / "return.png").exists()
-    events = EventAccumulator(str(run_dir / "tensorboard"))  # the killed run's points are purged, the kept re-logged
+    events = EventAccumulator(str(run_dir / "tensorboard"))  # the killed run's points after its checkpoint purged
     events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("agent_steps")] == [(k, 100.0 * k) for k in range(1, 7)]
+    assert [(e.step, e.value) for e in events.Scalars("agent_steps")] == [(100 * k, 100.0 * k) for k in range(1, 7)]
     # resuming a finished run changes nothing
     assert main(["rlhf", "--resume", str(run_dir), "--no-progress"]) == 0
     np.testing.assert_equal(read_metrics(run_dir), rows)  # NaN equal to NaN
@@ -379,6 +402,10 @@ def test_resume_after_sigkill_neither_loses_nor_duplicates_rows(tmp_path, capsys
         (["--set", "fragment_length=201"], "fragment_length (201) is longer than the episodes of Pendulum-v1 allow"),
         (["--set", "exploration_pairs=0"], "exploration_pairs must be an integer >= 1, got 0"),
         (["--set", "frame_stack=0"], "frame_stack must be an integer >= 1, got 0"),
+        (
+            ["--set", "sac_train_freq=4", "--set", "eval_interval=1001"],
+            "eval_interval (1001) must be a multiple of sac_train_freq (4): SAC collects that many agent steps at a",
+        ),
         (
             ["--env", "ALE/BeamRider-v5", "--set", "absorbing_termination=true"],
             "absorbing_termination needs 1-D Box observations (e.g. CartPole-v1), and the Atari game",
@@ -441,3 +468,38 @@ def test_resume_needs_a_checkpoint_and_its_own_config(tmp_path, capsys):
             main(["rlhf", *argv])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+class LateLabeller(PreferenceGatherer):
+    """Labels each reward update's pairs at the next one (a person answering in the background), preferring the first
+    fragment."""
+
+    def __init__(self) -> None:
+        self.waiting: FragmentPairs | None = None
+        self.answered = 0
+
+    def __call__(self, pairs: FragmentPairs) -> np.ndarray:
+        return np.ones(len(pairs))
+
+    def gather(self, pairs: FragmentPairs) -> tuple[FragmentPairs, np.ndarray]:
+        answered, self.waiting = (pairs[:0] if self.waiting is None else self.waiting), pairs
+        self.answered += len(answered)
+        return answered, self(answered)
+
+    def state_dict(self) -> dict:
+        return {"answered": self.answered}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.answered = state["answered"]
+
+
+def test_any_gatherer_labels_the_pairs_and_its_state_is_checkpointed(tmp_path):
+    config = RLHFConfig.from_dict({**SMOKE, "algo": "drlhf", "total_steps": 300})  # reward updates at 100 and 200
+    write_config(tmp_path, {"experiment": "rlhf", **config.resolved()})
+    trainer = RLHFTrainer(config, tmp_path, labeller=LateLabeller())
+    rows = trainer.run()
+    pairs, labels = trainer.dataset.contents()
+    assert len(pairs) == trainer.labeller.answered == 27 and np.all(labels == 1.0)  # the pairs asked at step 100
+    assert [r["pairs"] for r in rows] == [27, 40, 40] and trainer.state.reward_updates == 1
+    resumed = RLHFTrainer.resume(tmp_path, labeller=LateLabeller())
+    assert resumed.labeller.answered == 27

@@ -1,4 +1,4 @@
-"""The batched trajectory sampler (sobirl.envs.sampler) against exact distributions of the MDP."""
+"""The batched trajectory sampler (sobirl.tabular.sampler) against exact distributions of the MDP."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from conftest import F64, random_transitions, to_sparse
-from sobirl.envs import sample_actions, sample_trajectories
-from sobirl.envs.sampler import _HUGE_PAGE, _alias_csr, _alias_rows, _alias_words, _empty_table, _Successors
 from sobirl.problems.gridworld import gridworld_mdp
-from sobirl.tabular import TabularMDP
+from sobirl.tabular import TabularMDP, sample_actions, sample_trajectories
+from sobirl.tabular.sampler import _HUGE_PAGE, _alias_csr, _alias_rows, _alias_words, _empty_table, _Successors
 
 
 def _mdp(layout: str, *, S: int = 6, A: int = 3, seed: int = 0, **kwargs) -> tuple[TabularMDP, torch.Tensor]:

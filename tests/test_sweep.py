@@ -22,7 +22,6 @@ import yaml
 from smoke import SMOKE
 from sobirl.cli import grid_values, main
 from sobirl.experiments import sweep_backends
-from sobirl.experiments.rundir import write_config
 from sobirl.experiments.sweep import (
     FAILURES_FILE,
     LOCK_SUFFIX,
@@ -34,7 +33,8 @@ from sobirl.experiments.sweep import (
     trial_lock,
     trial_name,
 )
-from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, latest_checkpoint, read_metrics
+from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, latest_checkpoint
+from sobirl.rundir import read_metrics, write_config
 
 TINY = {**SMOKE, "checkpoint_interval": 100}  # a checkpoint at every evaluation
 TIMING = {"steps_per_s", "wall_time"}
@@ -565,3 +565,19 @@ def _legend_texts(sweep_dir: Path) -> list[str]:
 
     fig = rlhf_figure(load_runs([sweep_dir]), "eval_return")
     return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+
+
+def test_a_nan_fails_its_trial_after_its_retries_and_the_sweep_goes_on(tmp_path):
+    # AdamW's first step moves every weight by about reward_lr: at 1e30 the reward net's float32 outputs overflow
+    spec = SweepSpec(
+        base(total_steps=300), algos=("drlhf",), seeds=(0,), max_retries=1, grid={"reward_lr": [1e-3, 1e30]}
+    )
+    healthy, diverging = (t.name for t in spec.trials())
+    result = run_sweep(spec, tmp_path, "sweep")
+    assert result.done == [healthy] and list(result.failed) == [diverging]
+    error = result.failed[diverging]
+    assert error.startswith("NonFiniteError: non-finite reward output (") and " at agent step 100;" in error
+    failures = yaml.safe_load((tmp_path / "sweep" / FAILURES_FILE).read_text())
+    assert failures[diverging]["attempts"] == 2 and failures[diverging]["error"] == error
+    assert read_metrics(tmp_path / "sweep" / diverging) == []  # stopped before its first row: no NaN in any result
+    assert [r["agent_steps"] for r in read_metrics(tmp_path / "sweep" / healthy)] == [100, 200, 300]

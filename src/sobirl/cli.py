@@ -1,6 +1,6 @@
 """The ``sobirl`` command line: ``sobirl COMMAND [options]``; ``sobirl COMMAND --help`` describes each command.
 
-Every run leaves a self-describing run directory (see :mod:`sobirl.experiments.rundir`). Arguments are
+Every run leaves a self-describing run directory (see :mod:`sobirl.rundir`). Arguments are
 validated, by building the problem and the method's config, before that directory is created, so bad input
 exits with status 2 and writes nothing.
 """
@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
 import os
 import shlex
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,18 +33,21 @@ from sobirl.experiments import (
     plot_convergence,
     sweep,
     sweep_backends,
+    tracking,
     write_config,
 )
 from sobirl.experiments import estimator_study as study
+from sobirl.experiments.evaluate import evaluate_run, format_result
 from sobirl.experiments.figures import write_figures
 from sobirl.experiments.report import write_report
 from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rlhf_summary import summary_table
-from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR
 from sobirl.problems import PROBLEMS, random_mdp
 from sobirl.profiling import machine_line
 from sobirl.rlhf import settings as rlhf_settings
 from sobirl.rlhf import trainer as rlhf
+from sobirl.rlhf.artifacts import POLICY_FILE, REWARD_NET_FILE
+from sobirl.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics
 from sobirl.tabular import BilevelProblem, hypergradient, hyperobjective
 from sobirl.validation import check_int
 
@@ -87,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_estimators(commands)
     _add_rlhf(commands)
+    _add_evaluate(commands)
     _add_rlhf_summary(commands)
     _add_plot(commands)
     _add_report(commands)
@@ -634,6 +640,12 @@ def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of the run directories")
     sub.add_argument("--name", default=None, help="run name (default: rlhf-<env>-<algo>-seed<seed>)")
     sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sub.add_argument(
+        "--track",
+        action="store_true",
+        help='send the run to Weights & Biases (config and TensorBoard scalars; pip install "sobirl[track]")',
+    )
+    sub.add_argument("--wandb-project", default="sobirl", help="the W&B project of --track")
     _add_rlhf_settings(sub)
     sub.set_defaults(handler=functools.partial(_run_rlhf, sub))
 
@@ -676,6 +688,8 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
         parser.exit(2, f"{parser.prog}: error: {message}\n")
 
     flags = {s.name: getattr(args, s.name) for s in rlhf_settings.settings() if hasattr(args, s.name)}
+    if args.track and importlib.util.find_spec("wandb") is None:
+        fail(tracking.MISSING)
     try:
         if args.resume is not None:
             given = [f"--{k.replace('_', '-')}" for k in flags] + ["--config"] * (args.config is not None)
@@ -707,8 +721,9 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
 
     config = trainer.config
     bar = tqdm(total=config.total_steps, initial=trainer.steps, desc=config.algo, unit="step", disable=args.no_progress)
+    track = tracking.tracked(run_dir, config.resolved(), project=args.wandb_project) if args.track else nullcontext()
     try:
-        with bar:
+        with track, bar:
             trainer.run(on_steps=bar.update)
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: {PROG} rlhf --resume {run_dir}", file=sys.stderr)
@@ -716,7 +731,7 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
     except (rlhf.NonFiniteError, rlhf.CheckpointWriteError) as err:  # the last good checkpoint is kept
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
-    rows = rlhf.read_metrics(run_dir)
+    rows = read_metrics(run_dir)
     plot = plot_returns(rows, run_dir / rlhf.RETURN_PLOT, title=f"{config.algo} on {config.env}, seed {config.seed}")
     paths = {
         "run_dir": run_dir,
@@ -725,6 +740,8 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
         "tensorboard": run_dir / TENSORBOARD_DIR,
         "plot": plot,
         "checkpoints": run_dir / rlhf.CHECKPOINT_DIR,
+        "policy": run_dir / POLICY_FILE,
+        **({"reward_net": run_dir / REWARD_NET_FILE} if trainer.reward_net is not None else {}),
     }
     width = max(map(len, paths))
     for key, path in paths.items():
@@ -734,6 +751,44 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
         f"{last['agent_steps']} agent steps: eval return {last['eval_return']:.4g}, "
         f"train return {last['train_return']:.4g}, preference accuracy {last['preference_accuracy']:.3g}"
     )
+    return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "evaluate",
+        help="the true return of a trained rlhf run's policy, with videos and the learned reward against the true one",
+        description=(
+            "Load RUN_DIR/policy.zip (written at every checkpoint of `sobirl rlhf`), run it for EPISODES episodes of "
+            "the run's evaluation environment and print the mean +/- std of the true return; with --video DIR, "
+            "write an mp4 of each episode (gymnasium's RecordVideo); with reward_net.pt, plot the learned reward "
+            "along the first episode against the true reward (reward_vs_true.png, in DIR or else RUN_DIR)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="an rlhf run directory")
+    sub.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
+    sub.add_argument(
+        "--video", type=Path, default=None, metavar="DIR", help='write mp4s here (pip install "sobirl[video]")'
+    )
+    sub.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the policy's mean (or most likely) action; --no-deterministic samples",
+    )
+    sub.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts (and of sampled actions)")
+    sub.set_defaults(handler=functools.partial(_run_evaluate, sub))
+
+
+def _run_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    try:
+        result = evaluate_run(
+            args.run_dir, episodes=args.episodes, deterministic=args.deterministic, video_dir=args.video, seed=args.seed
+        )
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
+    print(format_result(result))
     return 0
 
 

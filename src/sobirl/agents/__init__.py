@@ -10,6 +10,8 @@
 - :class:`FrameStackReplayBuffer` (``frame_buffer``): replay buffer for ``VecFrameStack`` images (Atari) storing each
   uint8 frame once, no ``next_obs`` copy; :class:`RelabelingFrameStackReplayBuffer` relabels its rewards as
   :class:`RelabelingReplayBuffer` does; :func:`frame_buffer_bytes` is its memory, computed without allocating it.
+- :data:`StepRewardFn`, :data:`ActionSampler`, :data:`ActionProbabilities` (``types``): the reward net the follower
+  learns from and its policy as callables; :mod:`sobirl.rlhf`, the layer above, takes them from here.
 """
 
 from sobirl.agents.discrete_sac import DiscreteSAC
@@ -23,13 +25,17 @@ from sobirl.agents.sac import (
     make_sac,
     sac_temperature,
 )
+from sobirl.agents.types import ActionProbabilities, ActionSampler, StepRewardFn
 
 __all__ = [
     "LOG_FORMATS",
+    "ActionProbabilities",
+    "ActionSampler",
     "DiscreteSAC",
     "FrameStackReplayBuffer",
     "RelabelingFrameStackReplayBuffer",
     "RelabelingReplayBuffer",
+    "StepRewardFn",
     "actor_probabilities",
     "actor_sampler",
     "follower_class",

@@ -51,7 +51,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sobirl.agents.relabel import RewardRelabeling
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.validation import check_int
 
 _TRANSITIONS_PER_EPISODE_START = 16
@@ -330,7 +330,7 @@ class RelabelingFrameStackReplayBuffer(RewardRelabeling, FrameStackReplayBuffer)
         handle_timeout_termination: bool = True,
         *,
         n_stack: int,
-        reward_fn: RewardFn,
+        reward_fn: StepRewardFn,
         clip: float | None = None,
         frame_capacity: int | None = None,
     ) -> None:

@@ -26,7 +26,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.validation import check_range
 
 
@@ -38,11 +38,11 @@ class RewardRelabeling:
     Used by :class:`RelabelingReplayBuffer` and :class:`~sobirl.agents.RelabelingFrameStackReplayBuffer`.
     """
 
-    reward_fn: RewardFn
+    reward_fn: StepRewardFn
     clip: float | None
     device: torch.device
 
-    def _init_relabeling(self, reward_fn: RewardFn, clip: float | None) -> None:
+    def _init_relabeling(self, reward_fn: StepRewardFn, clip: float | None) -> None:
         """Check and keep ``reward_fn`` and ``clip`` (see :class:`RelabelingReplayBuffer`)."""
         if not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable (observations, actions) -> rewards, got {type(reward_fn)}")
@@ -75,7 +75,7 @@ class RewardRelabeling:
 
     @staticmethod
     def _call(
-        fn: RewardFn, observations: np.ndarray, actions: np.ndarray, device: torch.device, dtype: torch.dtype
+        fn: StepRewardFn, observations: np.ndarray, actions: np.ndarray, device: torch.device, dtype: torch.dtype
     ) -> torch.Tensor:
         """``fn`` on the arrays as ``dtype`` tensors on ``device``, without building a graph."""
         with torch.no_grad():
@@ -113,7 +113,7 @@ class RelabelingReplayBuffer(RewardRelabeling, ReplayBuffer):
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
         *,
-        reward_fn: RewardFn,
+        reward_fn: StepRewardFn,
         clip: float | None = None,
     ) -> None:
         self._init_relabeling(reward_fn, clip)

@@ -28,8 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sobirl.agents.discrete_sac import DiscreteSAC
 from sobirl.agents.frame_buffer import RelabelingFrameStackReplayBuffer
 from sobirl.agents.relabel import RelabelingReplayBuffer
-from sobirl.rlhf.preference_model import RewardFn
-from sobirl.rlhf.visits import ActionProbabilities, ActionSampler
+from sobirl.agents.types import ActionProbabilities, ActionSampler, StepRewardFn
 
 LOG_FORMATS = ("csv", "tensorboard")
 """What SB3's logger writes into ``log_dir`` (``progress.csv`` and TensorBoard events); ``stdout`` too if verbose."""
@@ -50,7 +49,7 @@ def follower_class(action_space: spaces.Space) -> type[SAC] | type[DiscreteSAC]:
 
 def make_sac(
     env: Env | VecEnv,
-    reward_fn: RewardFn,
+    reward_fn: StepRewardFn,
     *,
     seed: int = 0,
     device: torch.device | str = "auto",

@@ -46,13 +46,13 @@ from dataclasses import dataclass
 import torch
 
 from sobirl.algorithms.base import MethodConfig, OuterLoop
-from sobirl.envs.sampler import sample_actions, sample_trajectories
 from sobirl.estimators.objectives import leader_value
 from sobirl.estimators.rollouts import coupled_occupancy
 from sobirl.tabular.evaluation import LeaderValue, policy_value
 from sobirl.tabular.hypergrad import TOL, as_parameters, lower_level
 from sobirl.tabular.linear import solve_adjoint
 from sobirl.tabular.problem import BilevelProblem
+from sobirl.tabular.sampler import sample_actions, sample_trajectories
 from sobirl.tabular.soft import SoftSolution, check_reward, soft_policy_iteration
 from sobirl.validation import check_choice, check_int, check_range
 

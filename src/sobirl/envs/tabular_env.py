@@ -3,7 +3,7 @@
     s_0 ~ rho (or given through ``reset(options={"state": s})``),  reward r(s_t, a_t),  s_{t+1} ~ P(.|s_t, a_t)
 
 The episode terminates after the action taken in a terminal state (its reward is collected, nothing follows:
-the same convention as :class:`~sobirl.tabular.TabularMDP` and :func:`~sobirl.envs.sample_trajectories`), and is
+the same convention as :class:`~sobirl.tabular.TabularMDP` and :func:`~sobirl.tabular.sample_trajectories`), and is
 truncated after ``max_episode_steps`` steps when that is set.
 
 Everything a step needs is converted to numpy (or plain Python) once, at construction, so a step is a few
@@ -20,7 +20,7 @@ Python operations and one draw from ``self.np_random``:
 Memory: one float64 per stored entry of ``P`` (the row CDFs), plus the column indices of a sparse ``P``.
 
 This is the one-transition-at-a-time reference for model-free code (and for libraries that expect a gymnasium
-environment); :func:`~sobirl.envs.sample_trajectories` draws many trajectories at once and is far faster
+environment); :func:`~sobirl.tabular.sample_trajectories` draws many trajectories at once and is far faster
 (``benchmarks/sampler.py``).
 
 Registered as :data:`~sobirl.envs.registration.TABULAR_ENV_ID` (``sobirl/Tabular-v0``) when :mod:`sobirl.envs` is

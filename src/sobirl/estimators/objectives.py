@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from sobirl.envs.sampler import Trajectories, sample_trajectories
 from sobirl.tabular.contexts import ContextualProblem
 from sobirl.tabular.evaluation import LeaderValue
 from sobirl.tabular.mdp import DTYPE, TabularMDP
 from sobirl.tabular.problem import BilevelProblem
+from sobirl.tabular.sampler import Trajectories, sample_trajectories
 from sobirl.tabular.soft import check_reward
 
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from sobirl.envs.sampler import Trajectories, sample_trajectories
 from sobirl.estimators.batch import state_sums
 from sobirl.tabular.mdp import DTYPE, TabularMDP
+from sobirl.tabular.sampler import Trajectories, sample_trajectories
 
 
 def monte_carlo(

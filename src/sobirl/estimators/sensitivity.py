@@ -38,7 +38,6 @@ import math
 
 import torch
 
-from sobirl.envs.sampler import Trajectories
 from sobirl.estimators.batch import check_batch, pair_table
 from sobirl.estimators.rollouts import continuation, monte_carlo
 from sobirl.estimators.td_critic import td_critic
@@ -46,6 +45,7 @@ from sobirl.tabular.hypergrad import as_parameters, reward_vjp
 from sobirl.tabular.linear import solve_adjoint
 from sobirl.tabular.mdp import TabularMDP
 from sobirl.tabular.problem import BilevelProblem
+from sobirl.tabular.sampler import Trajectories
 from sobirl.validation import check_choice, check_int, check_range
 
 ESTIMATORS = ("one-step", "monte-carlo", "continuation", "td-critic", "critic")

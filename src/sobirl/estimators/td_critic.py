@@ -20,8 +20,8 @@ import math
 
 import torch
 
-from sobirl.envs.sampler import Trajectories
 from sobirl.tabular.mdp import DTYPE, TabularMDP
+from sobirl.tabular.sampler import Trajectories
 
 TD_TOL = 1e-10
 """Sweeps stop when ``max |z_{k+1} - z_k| <= TD_TOL * max |z_{k+1}|`` (the fixed point to about float64 noise)."""

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from sobirl.envs.sampler import sample_trajectories
 from sobirl.estimators.hypergradient import estimate_hypergradient
 from sobirl.estimators.objectives import PreferenceObjective
 from sobirl.rlhf import MlpActionRewardNet, SyntheticLabeller, Trajectory, sample_fragment_pairs
@@ -36,6 +35,7 @@ from sobirl.rlhf.visits import Follower, Visits
 from sobirl.tabular import hypergradient, lower_level
 from sobirl.tabular.mdp import DTYPE
 from sobirl.tabular.problem import BilevelProblem
+from sobirl.tabular.sampler import sample_trajectories
 from sobirl.validation import check_int
 
 DEEP_PREFIX = "deep:"

@@ -42,9 +42,8 @@ from matplotlib.figure import Figure
 
 from sobirl.experiments.aggregate import PROFILE_REPS, performance_profile
 from sobirl.experiments.compare import TRIALS_DIR, trial_path
-from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
 from sobirl.experiments.sweep import SWEEP_FILE, GridPoint, SweepSpec, plain_value, point_label
-from sobirl.rlhf.trainer import read_csv_rows, read_metrics
+from sobirl.rundir import CONFIG_FILE, METRICS_FILE, read_csv_rows, read_metrics
 
 EXPERIMENTS = ("rlhf", "synthetic", "compare")
 """The ``experiment`` values of ``config.yaml`` that can be plotted."""

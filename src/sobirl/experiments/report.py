@@ -35,9 +35,8 @@ import yaml
 from sobirl.experiments.aggregate import CONFIDENCE, INTERVAL_REPS, PROFILE_REPS
 from sobirl.experiments.figures import load_runs, plot_performance_profile, read_config, read_sweep, write_figures
 from sobirl.experiments.rlhf_summary import aggregate_table, summary_table
-from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
 from sobirl.experiments.sweep import FAILURES_FILE, SWEEP_FILE, SweepSpec, Trial, grid_label, is_complete
-from sobirl.rlhf.trainer import read_metrics
+from sobirl.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
 from sobirl.validation import check_int
 
 REPORT_FILE = "report.md"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from sobirl.experiments.aggregate import CONFIDENCE, INTERVAL_REPS, interval_estimate
 from sobirl.experiments.figures import mean_and_se
-from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE
 from sobirl.experiments.sweep import GridPoint, grid_label, plain_value
-from sobirl.rlhf.trainer import RLHFConfig, read_metrics
+from sobirl.rlhf.trainer import RLHFConfig
+from sobirl.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
 from sobirl.validation import check_int
 
 Group = tuple[str, str, GridPoint]

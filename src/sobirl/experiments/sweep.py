@@ -43,7 +43,6 @@ import torch
 import yaml
 
 from sobirl.experiments.rlhf_plots import plot_returns
-from sobirl.experiments.rundir import CONFIG_FILE, write_config
 from sobirl.experiments.sweep_backends import TrialBackend, check_backend, open_backend
 from sobirl.rlhf.trainer import (
     ALGOS,
@@ -53,8 +52,8 @@ from sobirl.rlhf.trainer import (
     check_device,
     latest_checkpoint,
     make_env,
-    read_metrics,
 )
+from sobirl.rundir import CONFIG_FILE, read_metrics, write_config
 from sobirl.validation import check_choice, check_int
 
 SWEEP_FILE = "sweep.yaml"

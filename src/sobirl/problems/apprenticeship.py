@@ -36,12 +36,12 @@ from typing import Any
 
 import torch
 
-from sobirl.envs.sampler import sample_trajectories
 from sobirl.problems.figures import heatmap, new_figure, save
 from sobirl.problems.gridworld import gridworld_mdp
 from sobirl.tabular import BilevelProblem, TabularMDP, lower_level, policy_value, soft_policy_iteration
 from sobirl.tabular.linear import solve_adjoint
 from sobirl.tabular.mdp import DTYPE
+from sobirl.tabular.sampler import sample_trajectories
 from sobirl.validation import check_choice, check_finite, check_int, check_range
 
 REWARDS = ("linear", "tabular")

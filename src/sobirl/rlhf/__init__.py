@@ -21,6 +21,8 @@ The pipeline, each step one module:
    (``successor``).
 
 Arrays are numpy up to the dataset (what environments and SB3 produce); the preference model takes torch tensors.
+A run's trained follower and reward net are saved in files that plain SB3 and torch load (``artifacts``:
+:func:`save_policy`, :func:`save_reward_net`, :func:`load_reward_net`).
 """
 
 from sobirl.rlhf.action_reward_net import (
@@ -29,6 +31,7 @@ from sobirl.rlhf.action_reward_net import (
     MlpActionRewardNet,
     action_reward_net,
 )
+from sobirl.rlhf.artifacts import POLICY_FILE, REWARD_NET_FILE, load_reward_net, save_policy, save_reward_net
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import fragment_returns, preference_accuracy, preference_logits, preference_loss
 from sobirl.rlhf.preferences import LABEL_MODES, PreferenceDataset, PreferenceGatherer, SyntheticLabeller
@@ -39,18 +42,18 @@ from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
 from sobirl.rlhf.sensitivities import SENSITIVITIES, Sensitivity
 from sobirl.rlhf.successor import CriticConfig, SuccessorFeatures
 from sobirl.rlhf.trajectories import AUTORESET_MODES, EpisodeRecorder, Trajectory
-from sobirl.rlhf.visits import ActionProbabilities, ActionSampler, Follower, Visits
+from sobirl.rlhf.visits import Follower, Visits
 
 __all__ = [
     "ACTIVATIONS",
     "AUTORESET_MODES",
     "LABEL_MODES",
+    "POLICY_FILE",
+    "REWARD_NET_FILE",
     "RULES",
     "SCHEDULES",
     "SENSITIVITIES",
-    "ActionProbabilities",
     "ActionRewardNet",
-    "ActionSampler",
     "CnnActionRewardNet",
     "CriticConfig",
     "EpisodeRecorder",
@@ -72,8 +75,11 @@ __all__ = [
     "Visits",
     "action_reward_net",
     "fragment_returns",
+    "load_reward_net",
     "preference_accuracy",
     "preference_logits",
     "preference_loss",
     "sample_fragment_pairs",
+    "save_policy",
+    "save_reward_net",
 ]

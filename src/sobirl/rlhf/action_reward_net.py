@@ -154,6 +154,16 @@ class MlpActionRewardNet(ActionRewardNet):
         super().__init__((obs_dim,), n_actions, normalize_output=normalize_output, state_only=state_only)
         hidden = tuple(check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden))
         check_choice("activation", activation, ACTIVATIONS)
+        self.init_kwargs = {
+            "obs_dim": obs_dim,
+            "n_actions": n_actions,
+            "hidden": hidden,
+            "activation": activation,
+            "normalize_output": normalize_output,
+            "state_only": state_only,
+            "seed": seed,
+            "dtype": dtype,
+        }
         gen = torch.Generator().manual_seed(check_int("seed", seed))
         self.body = seeded_mlp((obs_dim, *hidden, self.outputs), activation, gen, dtype)
 
@@ -187,6 +197,15 @@ class CnnActionRewardNet(ActionRewardNet):
             raise ValueError(f"obs_shape must be (C, H, W) with H, W >= 36, got {tuple(obs_shape)}")
         super().__init__(obs_shape, n_actions, normalize_output=normalize_output, state_only=state_only)
         check_int("features_dim", features_dim, low=1)
+        self.init_kwargs = {
+            "obs_shape": self.obs_shape,
+            "n_actions": n_actions,
+            "features_dim": features_dim,
+            "normalize_output": normalize_output,
+            "state_only": state_only,
+            "seed": seed,
+            "dtype": dtype,
+        }
         gen = torch.Generator().manual_seed(check_int("seed", seed))
         layers: list[nn.Module] = []
         channels, height, width = self.obs_shape

@@ -33,11 +33,15 @@ class FragmentPairs:
         observations: ``(N, 2, L, *obs_shape)``.
         actions: ``(N, 2, L, *act_shape)`` (``(N, 2, L)`` for Discrete actions).
         true_rewards: float64 ``(N, 2, L)``: the environment's rewards, for the synthetic labeller.
+        frames: what a person is shown, uint8 ``(N, 2, L, H, W, 3)`` (one ``render_mode="rgb_array"`` image per
+            step), or None (the default: no labeller needs it but :class:`sobirl.rlhf.human.WebLabeller`; the
+            preference dataset does not keep it).
     """
 
     observations: np.ndarray
     actions: np.ndarray
     true_rewards: np.ndarray
+    frames: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lead = self.true_rewards.shape
@@ -46,10 +50,24 @@ class FragmentPairs:
         for name in ("observations", "actions"):
             if getattr(self, name).shape[:3] != lead:
                 raise ValueError(f"{name} must start with (N, 2, L) = {lead}, got {getattr(self, name).shape}")
+        frames = self.frames
+        if frames is not None and (
+            frames.dtype != np.uint8 or frames.ndim != 6 or frames.shape[:3] != lead or frames.shape[-1] != 3
+        ):
+            raise ValueError(
+                f"frames must be uint8 (N, 2, L, H, W, 3) with (N, 2, L) = {lead}, got {frames.dtype} {frames.shape}"
+            )
 
     def __len__(self) -> int:
         """The number of pairs ``N``."""
         return self.true_rewards.shape[0]
+
+    def __getitem__(self, index: slice | np.ndarray) -> FragmentPairs:
+        """The pairs ``index`` selects (a slice, a boolean mask or an integer array over the ``N`` pairs)."""
+        if isinstance(index, (int, np.integer)):
+            raise TypeError("index FragmentPairs with a slice, a boolean mask or an integer array, not an integer")
+        frames = None if self.frames is None else self.frames[index]
+        return FragmentPairs(self.observations[index], self.actions[index], self.true_rewards[index], frames)
 
     @property
     def fragment_length(self) -> int:

@@ -15,19 +15,16 @@ and ``imitation`` call the net once per fragment; ``benchmarks/preference_model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
+from sobirl.agents.types import StepRewardFn
 from sobirl.validation import check_range
-
-RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""A reward net: ``(M, *obs_shape)`` observations and ``(M, *act_shape)`` actions to ``(M,)`` rewards."""
 
 
 def fragment_returns(
-    reward_net: RewardFn, observations: torch.Tensor, actions: torch.Tensor, *, discount: float = 1.0
+    reward_net: StepRewardFn, observations: torch.Tensor, actions: torch.Tensor, *, discount: float = 1.0
 ) -> torch.Tensor:
     """``R_x`` of every fragment, ``(B, 2)``, from one call of ``reward_net`` on all ``B * 2 * L`` steps."""
     check_range("discount", discount, low=0.0, high=1.0)
@@ -52,7 +49,7 @@ def fragment_returns(
 
 
 def preference_logits(
-    reward_net: RewardFn, observations: torch.Tensor, actions: torch.Tensor, *, discount: float = 1.0
+    reward_net: StepRewardFn, observations: torch.Tensor, actions: torch.Tensor, *, discount: float = 1.0
 ) -> torch.Tensor:
     """``R_x(d_1) - R_x(d_2)`` per pair, ``(B,)`` (module docstring)."""
     R = fragment_returns(reward_net, observations, actions, discount=discount)

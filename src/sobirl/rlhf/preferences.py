@@ -1,8 +1,9 @@
 """Preference labels between fragment pairs: who gives them (a :class:`PreferenceGatherer`) and where they are kept.
 
 A label ``y`` in ``[0, 1]`` is the probability that the pair's first fragment is preferred (1: the first, 0: the
-second, 0.5: indifferent). The synthetic labeller is the Bradley-Terry model of the design's math, section 5, on
-the environment's true rewards:
+second, 0.5: indifferent), or NaN where the labeller could not judge the pair (a person's "can't tell"; the dataset
+drops it). The synthetic labeller is the Bradley-Terry model of the design's math, section 5, on the environment's
+true rewards:
 
     R_k = sum_{t=0}^{L-1} discount^t r_true(s_t^k, a_t^k),    p = sigmoid((R_1 - R_2) / temperature),
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +32,28 @@ LABEL_MODES = ("sampled", "probability")
 
 
 class PreferenceGatherer(ABC):
-    """Labels fragment pairs. Subclass it for a human labeller (it may block until the answers are in)."""
+    """Labels fragment pairs. Subclass it for a human labeller (it may block until the answers are in; a human
+    labeller: :class:`sobirl.rlhf.human.WebLabeller`)."""
 
     @abstractmethod
     def __call__(self, pairs: FragmentPairs) -> np.ndarray:
-        """float64 ``(N,)`` labels in ``[0, 1]``: the probability that each pair's first fragment is preferred."""
+        """float64 ``(N,)`` labels in ``[0, 1]``: the probability that each pair's first fragment is preferred, or
+        NaN for a pair the labeller could not judge (:meth:`PreferenceDataset.push` drops it)."""
+
+    def gather(self, pairs: FragmentPairs) -> tuple[FragmentPairs, np.ndarray]:
+        """Ask for labels of ``pairs`` and return the pairs that have labels now with their labels, as
+        :meth:`__call__`'s. Here: ``(pairs, self(pairs))``; a labeller that answers later (a person) may return fewer
+        pairs, or pairs asked for at earlier calls."""
+        return pairs, self(pairs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must record to resume labelling where it was (plain Python values and numpy arrays)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`'s ``state`` (here: none; anything else is an error)."""
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
 
 
 class SyntheticLabeller(PreferenceGatherer):
@@ -83,6 +102,14 @@ class SyntheticLabeller(PreferenceGatherer):
             return p
         return (self.generator.random(p.shape) < p).astype(np.float64)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state of ``generator``."""
+        return {"generator": self.generator.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``generator``'s state."""
+        self.generator.bit_generator.state = state["generator"]
+
 
 class PreferenceDataset:
     """Labelled fragment pairs in a FIFO queue of at most ``capacity`` pairs (the oldest are evicted first).
@@ -115,16 +142,20 @@ class PreferenceDataset:
 
     def push(self, pairs: FragmentPairs, labels: np.ndarray) -> None:
         """Append ``pairs`` with their labels (float ``(N,)`` in ``[0, 1]``), evicting the oldest beyond capacity.
+        A pair whose label is NaN (the labeller could not judge it) is dropped; ``pairs.frames`` is not kept.
 
         Raises:
-            ValueError: labels of another shape or outside ``[0, 1]``, pairs of other per-pair shapes than the first
-                push's, or (with ``frame_stack``) observations that are not frame stacks.
+            ValueError: labels of another shape or outside ``[0, 1]`` (NaN aside), pairs of other per-pair shapes
+                than the first push's, or (with ``frame_stack``) observations that are not frame stacks.
         """
         labels = np.asarray(labels, dtype=np.float64)
         if labels.shape != (len(pairs),):
             raise ValueError(f"labels must have shape (N,) = ({len(pairs)},), got {labels.shape}")
+        judged = ~np.isnan(labels)
+        if not judged.all():
+            pairs, labels = pairs[judged], labels[judged]
         if not np.all((labels >= 0.0) & (labels <= 1.0)):
-            raise ValueError("labels must be probabilities in [0, 1]")
+            raise ValueError("labels must be probabilities in [0, 1] (or NaN: pair dropped)")
         new = {
             "observations": pairs.observations,
             "actions": pairs.actions,

@@ -52,6 +52,9 @@ class OutputNormalization(nn.Module):
     :meth:`_init_normalization` in their constructor and pass their raw per-step outputs through :meth:`_normalize`."""
 
     normalize_output: bool
+    init_kwargs: dict[str, Any]
+    """The constructor's arguments by name, set by each reward net's constructor: ``type(net)(**net.init_kwargs)``
+    builds the same network before training (:func:`sobirl.rlhf.artifacts.save_reward_net` stores them)."""
 
     def _init_normalization(self, enabled: bool) -> None:
         self.normalize_output = enabled
@@ -147,6 +150,15 @@ class RewardNet(OutputNormalization):
         check_choice("activation", activation, ACTIVATIONS)
         self._init_normalization(normalize_output)
 
+        self.init_kwargs = {
+            "obs_dim": obs_dim,
+            "act_dim": act_dim,
+            "hidden": self.hidden,
+            "activation": activation,
+            "normalize_output": normalize_output,
+            "seed": seed,
+            "dtype": dtype,
+        }
         gen = torch.Generator().manual_seed(check_int("seed", seed))
         self.mlp = seeded_mlp((obs_dim + act_dim, *self.hidden, 1), activation, gen, dtype)
 

@@ -88,7 +88,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "held_out_episodes",
         "return_window",
     ),
-    "checkpoints": ("checkpoint_interval",),
+    "checkpoints": ("checkpoint_interval", "keep_checkpoints"),
 }
 """The help's groups, in order, and the :class:`RLHFConfig` fields in each (the rules' and the critic's settings
 join :data:`RULE_GROUP` and :data:`CRITIC_GROUP`)."""

@@ -10,7 +10,8 @@ fragments and the preference dataset keep the frames as uint8 (the recorder and 
 or fragment once), and the reward net sees float copies of one mini-batch at a time. The loop
 (:class:`RLHFTrainer`) runs SAC in chunks of agent steps, each chunk ending at the next event:
 
-- a reward update every ``reward_update_interval`` steps (not for ``sac-true-reward``): query the
+- a reward update every ``reward_update_interval`` steps before the last (not for ``sac-true-reward``; at the last
+  step no policy would learn from it, and the schedule spends its ``total_pairs`` by the last update): query the
   :class:`QuerySchedule`'s new pairs from the recorded episodes, label them with the labeller (the
   :class:`SyntheticLabeller` by default),
   push them to the :class:`PreferenceDataset`, then train the :class:`RewardNet` with the algorithm's rule for
@@ -25,27 +26,30 @@ labeller and the reward mini-batches draw from their own numpy generators spawne
 evaluation from generators seeded by ``(seed, evaluation number)``, so the preference pipeline is reproducible
 given the seed and evaluations never move the training streams.
 
-Run directory (:data:`CHECKPOINT_DIR` and the files of :mod:`sobirl.experiments.rundir`)::
+Run directory (:data:`CHECKPOINT_DIR`, the files of :mod:`sobirl.rundir` and the artifacts of
+:mod:`sobirl.rlhf.artifacts`, rewritten at every checkpoint: the policy and the learned reward)::
 
-    config.yaml  metrics.csv  tensorboard/  return.png
-    checkpoints/step-<N>/  sac.zip  replay_buffer.pkl  dataset.npz  state.pt  manifest.json
+    config.yaml  metrics.csv  tensorboard/  return.png  policy.zip  reward_net.pt
+    checkpoints/step-<N>/  sac.zip  replay_buffer.pkl  dataset.npz  state.pt  env.pkl  manifest.json
 
 A checkpoint is written under a temporary name, flushed to disk and renamed when complete, so a kill never leaves a
 partial one; ``manifest.json`` holds its files' sizes and SHA-256, so that a damaged one is recognised and
-:meth:`RLHFTrainer.resume` falls back to an older one; the newest :data:`KEEP_CHECKPOINTS` are kept. A failed write
+:meth:`RLHFTrainer.resume` falls back to an older one; the newest ``keep_checkpoints`` are kept. A failed write
 stops the run (:class:`CheckpointWriteError`), and so does a non-finite reward output, preference loss, exploration
 term or SAC loss (:class:`NonFiniteError`), before any later checkpoint (docs/reliability.md);
 ``state.pt`` holds the reward net, its optimiser, the update rule (with its state: STORM's recursion) and the
 successor-feature critic, the episode recorder, the generators (global and
 own), the counters and the number of metrics rows logged. :meth:`RLHFTrainer.resume` loads the latest checkpoint,
-truncates ``metrics.csv`` to those rows (and TensorBoard to the same points) and continues. The episode
-running at the checkpoint cannot be restored (environments are not picklable in general): the resumed run starts a
-new episode, and the recorder drops the unfinished one.
+truncates ``metrics.csv`` to those rows (and TensorBoard to the same points) and continues. ``env.pkl`` holds the
+training environment itself, its episode running (and SAC's last observation with it), and ``state.pt`` the action
+space's generator (SAC's warm-up actions): on CPU a resumed run reproduces the uninterrupted run's metrics exactly.
+An environment whose state does not pickle (MuJoCo's, Atari's) has no ``env.pkl``: the resumed run starts a new episode
+from a seed of ``seed`` and the step, and the recorder drops the unfinished one.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -54,6 +58,7 @@ import inspect
 import json
 import logging
 import math
+import numbers
 import os
 import random
 import shutil
@@ -63,12 +68,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 import torch
 import yaml
 from gymnasium import spaces
-from stable_baselines3.common.logger import Logger
+from gymnasium.utils import EzPickle
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from sobirl.agents import (
@@ -81,8 +89,8 @@ from sobirl.agents import (
 )
 from sobirl.envs.absorbing import absorbing_env
 from sobirl.envs.atari import is_atari, make_atari
-from sobirl.experiments.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger
 from sobirl.rlhf.action_reward_net import ActionRewardNet, action_reward_net
+from sobirl.rlhf.artifacts import POLICY_FILE, REWARD_NET_FILE, save_policy, save_reward_net
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
 from sobirl.rlhf.preference_model import preference_accuracy, preference_logits
 from sobirl.rlhf.preferences import PreferenceDataset, PreferenceGatherer, SyntheticLabeller
@@ -93,6 +101,7 @@ from sobirl.rlhf.schedule import SCHEDULES, QuerySchedule
 from sobirl.rlhf.successor import CriticConfig, SuccessorFeatures
 from sobirl.rlhf.trajectories import EpisodeRecorder
 from sobirl.rlhf.visits import Follower, PairBatch, Visits
+from sobirl.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, MetricsLogger, read_metrics
 from sobirl.validation import check_choice, check_int, check_range
 
 ALGOS = (*RULES, "sac-true-reward")
@@ -132,9 +141,8 @@ _REPLAY = "replay_buffer.pkl"
 _DATASET = "dataset.npz"
 _MANIFEST = "manifest.json"
 """A checkpoint's last file: each other file's size and SHA-256, so that a damaged checkpoint is recognised."""
-KEEP_CHECKPOINTS = 2
-"""Complete checkpoints kept in ``checkpoints/`` (the newest ones): a damaged newest one leaves an older one to resume
-from. To become the :class:`RLHFConfig` field ``keep_checkpoints``."""
+_ENV = "env.pkl"
+"""The training env with its running episode, where the env pickles."""
 _CONFIG_EXTRAS = ("experiment", "versions", "command_line")
 """Keys of a run's ``config.yaml`` that are not :class:`RLHFConfig` fields, so that file works as ``--config``."""
 _LOG = logging.getLogger(__name__)
@@ -202,7 +210,7 @@ class RLHFConfig:
         initial_pairs: pairs queried at the first reward update.
         schedule: query schedule, constant or hyperbolic.
         hyperbolic_rate: k of the hyperbolic schedule (rate 1 / (1 + k x) at the fraction x of the run).
-        reward_update_interval: agent steps between reward updates.
+        reward_update_interval: agent steps between reward updates (none at ``total_steps``).
         reward_epochs: passes over the preference dataset per reward update.
         initial_reward_epochs: passes at the first reward update (the seed authors train long on the first pairs).
         reward_batch_size: preference pairs per reward mini-batch.
@@ -258,6 +266,8 @@ class RLHFConfig:
         held_out_episodes: latest training episodes the held-out pairs are cut from.
         return_window: latest training episodes averaged into train_return.
         checkpoint_interval: agent steps between checkpoints.
+        keep_checkpoints: the newest complete checkpoints kept in ``checkpoints/``; with 2 or more a damaged newest
+            one leaves an older one to resume from.
     """
 
     env: str = "Pendulum-v1"
@@ -315,6 +325,7 @@ class RLHFConfig:
     held_out_episodes: int = 5
     return_window: int = 10
     checkpoint_interval: int = 5000
+    keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
         for name in ("reward_hidden", "sac_net_arch"):  # YAML gives lists
@@ -346,10 +357,17 @@ class RLHFConfig:
             "held_out_episodes",
             "return_window",
             "checkpoint_interval",
+            "keep_checkpoints",
         ):
             check_int(name, getattr(self, name), low=1)
         for name in ("initial_pairs", "sac_learning_starts"):
             check_int(name, getattr(self, name))
+        for name in ("total_steps", "reward_update_interval", "eval_interval", "checkpoint_interval"):
+            if getattr(self, name) % self.sac_train_freq:  # the loop's chunks would overshoot its events
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must be a multiple of sac_train_freq ({self.sac_train_freq}): SAC "
+                    "collects that many agent steps at a time"
+                )
         for name in ("threads", "max_episode_steps", "exploration_pairs", "absorbing_steps"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
@@ -434,11 +452,17 @@ class RLHFConfig:
         """The successor-feature critic's settings."""
         return CriticConfig(**self.critic)
 
+    @property
+    def last_reward_update(self) -> int:
+        """The agent step of the run's last reward update: the last multiple of ``reward_update_interval`` before
+        ``total_steps`` (0: the run has none)."""
+        return (self.total_steps - 1) // self.reward_update_interval * self.reward_update_interval
+
     def schedule_for(self) -> QuerySchedule:
-        """The query schedule of the run."""
+        """The query schedule of the run, its ``total_pairs`` queried by the last reward update."""
         return QuerySchedule(
             total_pairs=self.total_pairs,
-            total_steps=self.total_steps,
+            total_steps=max(self.last_reward_update, 1),
             initial_pairs=self.initial_pairs,
             kind=self.schedule,
             hyperbolic_rate=self.hyperbolic_rate,
@@ -719,18 +743,50 @@ class DamagedCheckpointError(ValueError):
     """Every checkpoint of a run directory is damaged: nothing to resume from."""
 
 
-class _GuardedLogger(Logger):
-    """SB3's logger writing nothing, that raises :class:`NonFiniteError` when SAC records a non-finite loss (SAC
-    and DiscreteSAC record their losses' means after each ``train`` call)."""
+class _TensorBoard(KVWriter):
+    """The numbers SB3's logger dumps, as TensorBoard scalars tagged with their keys.
 
-    def __init__(self, trainer: RLHFTrainer) -> None:
-        super().__init__(folder=None, output_formats=[])
+    Args:
+        folder: the event files' folder.
+        purge_step: where a resumed run continues: TensorBoard drops the points of this step and after that are
+            already in ``folder`` (a killed run's, written after its checkpoint); None: a new run.
+    """
+
+    def __init__(self, folder: Path, purge_step: int | None) -> None:
+        self.writer = SummaryWriter(str(folder), purge_step=purge_step)
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        for key, value in key_values.items():
+            excluded = key_excluded.get(key) or ()
+            if "tensorboard" not in excluded and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, global_step=step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _RunLogger(Logger):
+    """SB3's logger of a run: TensorBoard scalars in ``folder`` against agent steps (what SAC records: its losses,
+    entropy coefficient and episode returns, and the run's metrics rows, :meth:`RLHFTrainer.run`); it raises
+    :class:`NonFiniteError` when SAC records a non-finite loss (SAC and DiscreteSAC record their losses' means after
+    each ``train`` call). ``purge_step``: as :class:`_TensorBoard`'s."""
+
+    def __init__(self, trainer: RLHFTrainer, folder: Path, purge_step: int | None) -> None:
+        super().__init__(folder=str(folder), output_formats=[_TensorBoard(folder, purge_step)])
         self._trainer = trainer
 
     def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
         if key.startswith("train/") and key.endswith("loss") and not math.isfinite(float(value)):
             self._trainer._non_finite(f"SAC {key.removeprefix('train/')}", float(value))
         super().record(key, value, exclude)
+
+    def log_row(self, row: Mapping[str, float], agent_steps: int) -> None:
+        """Write a metrics row (but ``iteration``) and what SAC recorded since the last write, at ``agent_steps``."""
+        for key, value in row.items():
+            if key != "iteration":
+                self.record(key, value)
+        self.dump(step=agent_steps)
 
 
 def check_writable(run_dir: str | os.PathLike[str]) -> None:
@@ -868,7 +924,6 @@ class RLHFTrainer:
                 self.critic = SuccessorFeatures(
                     self.reward_net, gamma=config.sac_gamma, config=config.critic_config(), seed=config.seed
                 ).to(self.model.device)
-        self._silence_sb3_logger()
         self._fresh = True  # the first learn() call resets the environment
 
     def _sac_kwargs(self) -> dict[str, Any]:
@@ -889,11 +944,6 @@ class RLHFTrainer:
             policy_kwargs=dict(net_arch=list(c.sac_net_arch), share_features_extractor=c.sac_share_features_extractor),
             **c.sac_kwargs,  # validated: none of the keys above
         )
-
-    def _silence_sb3_logger(self) -> None:
-        """SB3's own logger writes nothing (the run's metrics go to ``metrics.csv``); without one it would create a
-        temporary folder at every ``learn``. It stops the run at a non-finite SAC loss (:class:`_GuardedLogger`)."""
-        self.model.set_logger(_GuardedLogger(self))
 
     @property
     def discrete(self) -> bool:
@@ -930,7 +980,10 @@ class RLHFTrainer:
         logged: list[dict[str, float]] = []
         callback = RecordingCallback(self.recorder)
         start = time.perf_counter() - self.state.wall_time
-        with self._open_metrics() as logger:
+        purge = self.steps + 1 if self.steps else None  # resumed: TensorBoard drops the killed run's later points
+        tensorboard = _RunLogger(self, self.run_dir / TENSORBOARD_DIR, purge_step=purge)
+        self.model.set_logger(tensorboard)
+        with self._open_metrics() as logger, contextlib.closing(tensorboard):
             while self.steps < c.total_steps:
                 target = min(self._next(c.reward_update_interval), self._next(c.eval_interval), c.total_steps)
                 target = min(target, self._next(c.checkpoint_interval))
@@ -939,12 +992,14 @@ class RLHFTrainer:
                 self._fresh = False
                 if on_steps is not None:
                     on_steps(self.steps - before)
-                if self.reward_net is not None and self.steps % c.reward_update_interval == 0:
+                updates = self.reward_net is not None and self.steps < c.total_steps  # not at the end: no policy learns
+                if updates and self.steps % c.reward_update_interval == 0:  # from the labels of an update there
                     self._reward_update()
                 self.state.wall_time = time.perf_counter() - start
                 if self.steps % c.eval_interval == 0 or self.steps == c.total_steps:
                     row = self._evaluate()
                     logger.log(row)
+                    tensorboard.log_row(row, self.steps)
                     logged.append(row)
                     self.state.rows += 1
                 if self.steps % c.checkpoint_interval == 0 or self.steps == c.total_steps:
@@ -963,7 +1018,7 @@ class RLHFTrainer:
         eligible = any(len(t) >= c.fragment_length for t in self.recorder.trajectories)
         if new and eligible:
             pairs = sample_fragment_pairs(self.recorder.trajectories, new, c.fragment_length, self.fragment_rng)
-            self.dataset.push(pairs, self.labeller(pairs))
+            self.dataset.push(*self.labeller.gather(pairs))  # the pairs labelled now (a person may answer later)
             self.state.queried += new
         if not len(self.dataset):
             return  # no finished episode long enough yet
@@ -1128,22 +1183,21 @@ class RLHFTrainer:
     # ---- run directory, checkpoints, resume -----------------------------------------------------------------
 
     def _open_metrics(self) -> MetricsLogger:
-        """A logger appending to ``metrics.csv`` after the ``state.rows`` rows of the last checkpoint."""
+        """A logger appending to ``metrics.csv`` after the ``state.rows`` rows of the last checkpoint (TensorBoard: the
+        run's :class:`_RunLogger`)."""
         path = self.run_dir / METRICS_FILE
         if not path.exists():
-            return MetricsLogger(self.run_dir, METRIC_COLUMNS)
+            return MetricsLogger(self.run_dir, METRIC_COLUMNS, tensorboard=False)
         kept = read_metrics(self.run_dir)[: self.state.rows]
-        # TensorBoard drops every earlier point (the killed run's, some logged after its checkpoint); the kept rows
-        # are logged again below
-        SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=0).close()
         path.unlink()
-        logger = MetricsLogger(self.run_dir, METRIC_COLUMNS)  # rows of an older version lack its newer columns
+        # rows of an older version lack its newer columns
+        logger = MetricsLogger(self.run_dir, METRIC_COLUMNS, tensorboard=False)
         for row in kept:
             logger.log(row)
         return logger
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-<N>`` atomically and keep the newest :data:`KEEP_CHECKPOINTS` checkpoints.
+        """Write ``checkpoints/step-<N>`` atomically and keep the newest ``keep_checkpoints`` checkpoints.
 
         The files are written under ``.tmp-step-<N>``, flushed to disk, listed with their sizes and SHA-256 in
         ``manifest.json``, then the directory is renamed: a kill or a power cut leaves either no ``step-<N>`` or a
@@ -1173,6 +1227,9 @@ class RLHFTrainer:
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, final)  # atomic: a checkpoint directory exists only once complete
             _fsync(root)
+            save_policy(self.model, self.run_dir / POLICY_FILE)  # the artifacts users load, each replaced atomically
+            if self.reward_net is not None:
+                save_reward_net(self.reward_net, self.run_dir / REWARD_NET_FILE)
         except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
             shutil.rmtree(tmp, ignore_errors=True)
             previous = latest_checkpoint(self.run_dir)
@@ -1183,7 +1240,7 @@ class RLHFTrainer:
                 f"{kept}; free space or fix permissions, then continue with: sobirl rlhf --resume {self.run_dir}",
                 err if isinstance(err, OSError) else OSError(),
             ) from err
-        for old in checkpoints(self.run_dir)[KEEP_CHECKPOINTS:]:
+        for old in checkpoints(self.run_dir)[self.config.keep_checkpoints :]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
@@ -1192,6 +1249,9 @@ class RLHFTrainer:
         # the reward net pickles inside the replay buffer kwargs; it is saved (once) in state.pt instead
         self.model.save(directory / _SAC, exclude=["replay_buffer_kwargs"])
         self.model.save_replay_buffer(directory / _REPLAY)
+        env = _pickled_env(self.model.get_env())
+        if env is not None:
+            (directory / _ENV).write_bytes(env)
         self.dataset.save(directory / _DATASET)
         state = {
             # one pickle keeps each optimiser's references to its parameters (the reward net's, the critic's)
@@ -1201,10 +1261,11 @@ class RLHFTrainer:
             "critic": self.critic,
             "recorder": self.recorder,
             "progress": dataclasses.asdict(self.state),
+            "labeller": self.labeller.state_dict(),
             "generators": {
                 "fragments": self.fragment_rng.bit_generator.state,
                 "batches": self.batch_rng.bit_generator.state,
-                "labels": self.labeller.generator.bit_generator.state,
+                "action_space": self.model.action_space.np_random.bit_generator.state,  # SAC's warm-up actions
             },
             "global_rng": {
                 "python": random.getstate(),
@@ -1216,8 +1277,9 @@ class RLHFTrainer:
         torch.save(state, directory / _STATE)
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike[str]) -> RLHFTrainer:
-        """The run in ``run_dir`` at its newest intact checkpoint, ready to :meth:`run` on.
+    def resume(cls, run_dir: str | os.PathLike[str], *, labeller: PreferenceGatherer | None = None) -> RLHFTrainer:
+        """The run in ``run_dir`` at its newest intact checkpoint, ready to :meth:`run` on; ``labeller`` as the
+        constructor's (the run's own kind: its checkpointed state is loaded into it).
 
         A checkpoint is damaged when a file of its ``manifest.json`` is missing or differs from its recorded size or
         SHA-256, or when loading it fails; each damaged one is skipped with a one-line warning naming it (logger
@@ -1234,7 +1296,7 @@ class RLHFTrainer:
         found = checkpoints(run_dir)
         if not found:
             raise FileNotFoundError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/ to resume from")
-        trainer = cls(RLHFConfig.from_yaml(run_dir / CONFIG_FILE), run_dir)
+        trainer = cls(RLHFConfig.from_yaml(run_dir / CONFIG_FILE), run_dir, labeller=labeller)
         problems = []
         for checkpoint in found:
             problem = checkpoint_problem(checkpoint)
@@ -1261,8 +1323,15 @@ class RLHFTrainer:
         if self.frame_stack is not None:
             buffer_kwargs["n_stack"] = self.frame_stack
         algorithm = follower_class(self.env.action_space)
+        env_file = checkpoint / _ENV
+        # the training env as it was, its episode running (absent where the env cannot be pickled: a new episode)
+        running = cloudpickle.loads(env_file.read_bytes()) if env_file.exists() else None
         model = algorithm.load(
-            checkpoint / _SAC, env=self.env, device=self.config.device, replay_buffer_kwargs=buffer_kwargs
+            checkpoint / _SAC,
+            env=self.env if running is None else running,
+            device=self.config.device,
+            force_reset=running is None,
+            replay_buffer_kwargs=buffer_kwargs,
         )
         model.load_replay_buffer(checkpoint / _REPLAY)
         dataset = PreferenceDataset.load(checkpoint / _DATASET)
@@ -1270,17 +1339,21 @@ class RLHFTrainer:
         if net is not None:
             model.replay_buffer.reward_fn = net  # the pickled buffer carries a copy
         self.model = model
-        self._silence_sb3_logger()
         self.reward_net, self.optimizer = net, state["optimizer"]
         self.rule, self.critic = state["rule"], state["critic"]
         self.recorder = state["recorder"]
-        self.recorder.drop_running()  # the unfinished episode cannot continue (module docstring)
+        if running is None:
+            self.recorder.drop_running()  # the unfinished episode cannot continue (module docstring)
+        else:
+            self.env.close()
+            self.env = running.envs[0]
         self.dataset = dataset
         self.state = progress
+        self.labeller.load_state_dict(state["labeller"])
         for rng, key in (
             (self.fragment_rng, "fragments"),
             (self.batch_rng, "batches"),
-            (self.labeller.generator, "labels"),
+            (self.model.action_space.np_random, "action_space"),  # reseeded by SAC.load
         ):
             rng.bit_generator.state = state["generators"][key]
         # restored after SAC.load, which reseeds the global generators
@@ -1291,8 +1364,22 @@ class RLHFTrainer:
         torch.set_rng_state(rngs["torch"].cpu())
         if rngs["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rngs["cuda"]])
-        self.model.get_env().seed(self.config.seed + self.steps)  # the new episode's start, reproducibly
+        if running is None:
+            self.model.get_env().seed(self.config.seed + self.steps)  # the new episode's start, reproducibly
         self._fresh = False
+
+
+def _pickled_env(env: VecEnv) -> bytes | None:
+    """The training env with its running episode, pickled; None where its state does not pickle: a resumed run then
+    starts a new episode. gymnasium's ``EzPickle`` environments (MuJoCo's, Atari's) pickle their constructor's
+    arguments only, and would come back as new environments behind wrappers that believe the episode goes on."""
+    envs = getattr(env.unwrapped, "envs", None)  # a DummyVecEnv's; others run their envs elsewhere
+    if envs is None or any(isinstance(e.unwrapped, EzPickle) for e in envs):
+        return None
+    try:
+        return cloudpickle.dumps(env)
+    except Exception:  # each environment fails in its own way (TypeError, PicklingError, RuntimeError)
+        return None
 
 
 def _like(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -1357,24 +1444,3 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """The rows of ``run_dir/metrics.csv`` as numbers (empty cells: NaN)."""
-    return read_csv_rows(Path(run_dir) / METRICS_FILE)
-
-
-def read_csv_rows(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """The rows of a CSV file of numbers with a header (a metrics file), as numbers (empty cells: NaN)."""
-    with open(path, newline="") as fh:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _number(text: str) -> float:
-    """A metrics cell read back: an int where it was written as one, else a float (empty: NaN)."""
-    if not text:
-        return math.nan
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)

@@ -3,23 +3,17 @@ is estimated on, with the follower's actions at their states (:class:`Visits`)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from sobirl.agents.types import ActionProbabilities, ActionSampler
 from sobirl.rlhf.successor import SuccessorFeatures
 from sobirl.validation import check_int, check_range
 
 PairBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Labelled fragment pairs: observations ``(B, 2, L, *obs_shape)``, actions ``(B, 2, L, *act_shape)``, labels
 ``(B,)``."""
-
-ActionSampler = Callable[[torch.Tensor], torch.Tensor]
-"""The follower's policy: ``(M, *obs_shape)`` observations to ``(M, *act_shape)`` actions, one draw per row."""
-
-ActionProbabilities = Callable[[torch.Tensor], torch.Tensor]
-"""The follower's policy over Discrete actions: ``(M, *obs_shape)`` observations to ``(M, |A|)`` probabilities."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The follower never reads ``P``; it only queries a generative model (docs/math.md, section 2). Each step draws
 ``m = samples_per_pair`` successors ``s'_1 .. s'_m ~ P(.|s, a)`` for EVERY pair ``(s, a)`` at once (one batched
-:func:`~sobirl.envs.sample_trajectories` call with ``horizon=2``) and moves ``Q`` towards a sampled target:
+:func:`~sobirl.tabular.sampler.sample_trajectories` call with ``horizon=2``) and moves ``Q`` towards a sampled target:
 
     Q_{k+1}(s,a) = Q_k(s,a) + lr_k * ( r(s,a) + gamma * (1/m) sum_j V_k(s'_j) * [s not terminal] - Q_k(s,a) )
     V_k(s)       = sum_a pi_k(a|s) ( Q_k(s,a) - tau log pi_k(a|s) )        (0 log 0 = 0)
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sobirl.envs.sampler import sample_trajectories
 from sobirl.tabular.mdp import DTYPE, ROW_SUM_ATOL, TabularMDP
+from sobirl.tabular.sampler import sample_trajectories
 from sobirl.tabular.soft import check_reward, soft_policy
 from sobirl.validation import check_choice, check_int, check_range
 

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn, preference_logits, preference_loss
+from sobirl.agents.types import StepRewardFn
+from sobirl.rlhf.preference_model import preference_logits, preference_loss
 from sobirl.rlhf.visits import Follower, PairBatch, Visits
 from sobirl.validation import check_int, check_range
 
@@ -119,7 +120,7 @@ class UpdateRule(ABC):
 
     def surrogate(
         self,
-        reward_net: RewardFn,
+        reward_net: StepRewardFn,
         batch: PairBatch,
         *,
         agent_steps: int,
@@ -148,7 +149,7 @@ class UpdateRule(ABC):
         return UpdateLoss(ce + second, ce.item(), second.item(), True, logits.detach())
 
     @abstractmethod
-    def second_term(self, reward_net: RewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
+    def second_term(self, reward_net: StepRewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
         """The rule's second term as a scalar surrogate (differentiable in the reward net)."""
 
     def step(

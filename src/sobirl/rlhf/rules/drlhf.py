@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.rlhf.rules.base import UpdateRule
 from sobirl.rlhf.visits import Follower, Visits
 
@@ -15,5 +15,5 @@ class DRLHF(UpdateRule):
     def explores(self, agent_steps: int) -> bool:
         return False
 
-    def second_term(self, reward_net: RewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
+    def second_term(self, reward_net: StepRewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
         raise RuntimeError("drlhf has no second term")

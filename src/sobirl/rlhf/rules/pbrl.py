@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.rlhf.rules.base import RuleConfig, UpdateRule
 from sobirl.rlhf.sensitivities import taken_and_baseline
 from sobirl.rlhf.visits import Follower, Visits
@@ -64,7 +64,7 @@ class PBRL(UpdateRule):
         c = self.config
         return min(c.penalty_max, c.penalty * c.penalty_growth ** check_int("update", update, low=0))
 
-    def second_term(self, reward_net: RewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
+    def second_term(self, reward_net: StepRewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
         taken, baseline, every = taken_and_baseline(reward_net, visits, follower.reward_clip)
         sigma = every.std(correction=0).clamp_min(SCALE_EPS)
         return self.penalty_weight(update) * (baseline - taken).mean() / sigma

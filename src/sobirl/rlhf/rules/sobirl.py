@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn, pair_losses, preference_logits
+from sobirl.agents.types import StepRewardFn
+from sobirl.rlhf.preference_model import pair_losses, preference_logits
 from sobirl.rlhf.rules.base import RuleConfig, UpdateRule, leave_one_out
 from sobirl.rlhf.sensitivities import SENSITIVITIES, Sensitivity
 from sobirl.rlhf.visits import Follower, Visits
@@ -61,7 +62,7 @@ class SoBiRL(UpdateRule):
     def action_samples(self) -> int:
         return self.config.action_samples
 
-    def second_term(self, reward_net: RewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
+    def second_term(self, reward_net: StepRewardFn, visits: Visits, follower: Follower, update: int) -> torch.Tensor:
         with torch.no_grad():
             logits = preference_logits(reward_net, visits.observations, visits.actions, discount=self.config.discount)
             losses = pair_losses(logits, visits.labels, random_response=self.config.random_response)

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import torch
 
+from sobirl.agents.types import StepRewardFn
 from sobirl.rlhf.action_reward_net import ActionRewardNet
-from sobirl.rlhf.preference_model import RewardFn
 from sobirl.rlhf.visits import Follower, Visits
 
 
@@ -25,12 +25,12 @@ class Sensitivity(ABC):
     needs_critic: ClassVar[bool] = False
 
     @abstractmethod
-    def score(self, reward_net: RewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
+    def score(self, reward_net: StepRewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
         """``(B,)`` scores whose gradient is the estimate, one per pair."""
 
 
 def taken_and_baseline(
-    reward_net: RewardFn, visits: Visits, clip: float | None = None
+    reward_net: StepRewardFn, visits: Visits, clip: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``r_x(s_h, a_h)`` and the baseline ``b_x(s_h) = E_{a ~ pi(.|s_h)} r_x(s_h, a)``, each ``(B, 2, L)``, and every
     reward of the forward (flat), from ONE reward-net forward: over the taken and the ``k`` drawn actions (Box,

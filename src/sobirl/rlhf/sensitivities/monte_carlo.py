@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.rlhf.sensitivities.base import Sensitivity, taken_and_baseline
 from sobirl.rlhf.visits import Follower, Visits
 
@@ -20,7 +20,7 @@ from sobirl.rlhf.visits import Follower, Visits
 class MonteCarlo(Sensitivity):
     name = "monte-carlo"
 
-    def score(self, reward_net: RewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
+    def score(self, reward_net: StepRewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
         taken, baseline, _ = taken_and_baseline(reward_net, visits, follower.reward_clip)
         L = taken.shape[-1]
         c = torch.cumsum(follower.gamma ** torch.arange(L, dtype=taken.dtype, device=taken.device), dim=0)

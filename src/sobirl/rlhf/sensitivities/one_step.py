@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.rlhf.sensitivities.base import Sensitivity, taken_and_baseline
 from sobirl.rlhf.visits import Follower, Visits
 
@@ -17,6 +17,6 @@ from sobirl.rlhf.visits import Follower, Visits
 class OneStep(Sensitivity):
     name = "one-step"
 
-    def score(self, reward_net: RewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
+    def score(self, reward_net: StepRewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
         taken, baseline, _ = taken_and_baseline(reward_net, visits, follower.reward_clip)
         return (taken - baseline).sum(dim=(1, 2))

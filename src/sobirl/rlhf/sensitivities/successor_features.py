@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from sobirl.rlhf.preference_model import RewardFn
+from sobirl.agents.types import StepRewardFn
 from sobirl.rlhf.reward_net import head_parameters
 from sobirl.rlhf.sensitivities.base import Sensitivity
 from sobirl.rlhf.visits import Follower, Visits
@@ -20,7 +20,7 @@ class SuccessorFeaturesSensitivity(Sensitivity):
     name = "successor-features"
     needs_critic = True
 
-    def score(self, reward_net: RewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
+    def score(self, reward_net: StepRewardFn, visits: Visits, follower: Follower) -> torch.Tensor:
         critic = follower.critic
         if critic is None:
             raise ValueError("the successor-features estimator needs the follower's critic (Follower.critic)")

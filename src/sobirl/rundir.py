@@ -1,4 +1,6 @@
-"""Self-describing run directories: a fresh directory per run, its resolved config, and its metrics.
+"""Self-describing run directories: a fresh directory per run, its resolved config, and its metrics, written
+(:class:`MetricsLogger`) and read back (:func:`read_metrics`, :func:`read_csv_rows`) in one place. A base module: the
+tabular experiments and the deep RLHF trainer both write their runs through it.
 
 Layout of a run directory::
 
@@ -11,9 +13,13 @@ Layout of a run directory::
 from __future__ import annotations
 
 import csv
+import importlib.metadata
+import math
 import numbers
+import os
 import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,7 +27,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import torch
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
@@ -64,6 +69,38 @@ def create_run_dir(root: Path, name: str) -> Path:
             candidate = root / f"{base}-{suffix}"
 
 
+VERSIONED = ("torch", "numpy", "gymnasium", "stable-baselines3", "mujoco", "ale-py", "tensorboard")
+"""The installed distributions whose versions :func:`software_versions` records (those installed)."""
+
+
+def software_versions() -> dict[str, str]:
+    """The versions that shape a run's results: sobirl's, Python's, those of :data:`VERSIONED` that are installed, and
+    ``git``: the commit of sobirl's source checkout (``+dirty`` when it has uncommitted changes), or
+    ``not a git checkout``."""
+    versions = {"sobirl": sobirl.__version__, "python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    versions["git"] = _git_commit(Path(sobirl.__file__).resolve().parent)
+    return versions
+
+
+def _git_commit(source: Path) -> str:
+    """The commit checked out where ``source`` lies, ``+dirty`` with uncommitted changes; or ``not a git checkout``."""
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.returncode != 0:
+            return "not a git checkout"
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:  # no git on the machine
+        return "not a git checkout"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def write_config(run_dir: Path, config: dict[str, Any], *, command: Sequence[str] | None = None) -> Path:
     """Write ``run_dir/config.yaml``: ``config`` followed by the software versions and the command line.
 
@@ -80,11 +117,7 @@ def write_config(run_dir: Path, config: dict[str, Any], *, command: Sequence[str
         ValueError: ``config`` already uses one of the added keys (``versions``, ``command_line``).
     """
     added = {
-        "versions": {
-            "sobirl": sobirl.__version__,
-            "torch": str(torch.__version__),
-            "python": platform.python_version(),
-        },
+        "versions": software_versions(),
         "command_line": shlex.join(sys.argv if command is None else command),
     }
     clash = sorted(set(added) & set(config))
@@ -110,13 +143,14 @@ class MetricsLogger:
         run_dir: the run directory; ``metrics.csv`` must not exist in it yet.
         columns: the CSV header, written at once (default: the first row's keys). Fixing it lets rows read back from
             an older file that lacks a newer column be logged again, that column left empty.
+        tensorboard: write the TensorBoard scalars; False: the CSV only (a caller with its own TensorBoard writer).
 
     Example:
         >>> with MetricsLogger(run_dir) as logger:  # doctest: +SKIP
         ...     solve(prob, prob.x0, callback=logger.log)
     """
 
-    def __init__(self, run_dir: Path, columns: Sequence[str] | None = None) -> None:
+    def __init__(self, run_dir: Path, columns: Sequence[str] | None = None, *, tensorboard: bool = True) -> None:
         if columns is not None and "iteration" not in columns:
             raise ValueError(f"columns must include 'iteration', got {', '.join(columns)}")
         self.run_dir = Path(run_dir)
@@ -126,7 +160,7 @@ class MetricsLogger:
         self._csv: csv.DictWriter[str] | None = None
         if columns is not None:
             self._start(list(columns))
-        self._tb = SummaryWriter(log_dir=str(self.tensorboard_dir))
+        self._tb = SummaryWriter(log_dir=str(self.tensorboard_dir)) if tensorboard else None
         self._closed = False
 
     def log(self, row: dict[str, float]) -> None:
@@ -150,6 +184,8 @@ class MetricsLogger:
             )
         writer.writerow(row)
         self._file.flush()  # an interrupted or crashed run keeps every row logged so far
+        if self._tb is None:
+            return
         step = int(row["iteration"])
         for key, value in row.items():
             if key != "iteration" and isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -168,7 +204,8 @@ class MetricsLogger:
             return
         self._closed = True
         self._file.close()
-        self._tb.close()
+        if self._tb is not None:
+            self._tb.close()
 
     def __enter__(self) -> MetricsLogger:
         return self
@@ -177,3 +214,24 @@ class MetricsLogger:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of ``run_dir/metrics.csv`` as numbers (empty cells: NaN)."""
+    return read_csv_rows(Path(run_dir) / METRICS_FILE)
+
+
+def read_csv_rows(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of a CSV file of numbers with a header (a metrics file), as numbers (empty cells: NaN)."""
+    with open(path, newline="") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _number(text: str) -> float:
+    """A metrics cell read back: an int where it was written as one, else a float (empty: NaN)."""
+    if not text:
+        return math.nan
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
