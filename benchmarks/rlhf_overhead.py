@@ -31,7 +31,8 @@ import torch
 
 from sobirl.cli import key_values
 from sobirl.profiling import machine_line, print_report
-from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.trainer import RLHFTrainer
 
 ALGOS = ("sac-true-reward", "drlhf", "sobirl")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pendulum-cpu.yaml"

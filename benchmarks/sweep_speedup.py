@@ -22,7 +22,7 @@ from pathlib import Path
 from sobirl.experiments.sweep import SweepSpec, run_sweep
 from sobirl.experiments.sweep_backends import BACKENDS
 from sobirl.profiling import machine_line, print_report
-from sobirl.rlhf.trainer import RLHFConfig
+from sobirl.rlhf.config import RLHFConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pendulum-cpu.yaml"
 TARGET = 1.6

@@ -35,7 +35,8 @@ from sobirl.rlhf import (
     save_reward_net,
 )
 from sobirl.rlhf import artifacts as artifacts_module
-from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.trainer import RLHFTrainer
 from test_frame_buffer import stacked_env
 
 

@@ -15,7 +15,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from smoke import SMOKE
 from sobirl.envs import AbsorbingTermination, absorbing_env
-from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, make_env
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.environments import make_env
+from sobirl.rlhf.trainer import RLHFTrainer
 
 
 def test_termination_becomes_an_absorbing_state_until_the_time_limit():

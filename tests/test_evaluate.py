@@ -16,7 +16,7 @@ import pytest
 from sobirl.experiments import write_config
 from sobirl.experiments.evaluate import REWARD_PLOT, EvaluationResult, evaluate_run, format_result
 from sobirl.rlhf import POLICY_FILE, REWARD_NET_FILE, save_policy, save_reward_net
-from sobirl.rlhf.trainer import RLHFConfig
+from sobirl.rlhf.config import RLHFConfig
 from test_artifacts import tiny_run
 
 PENDULUM_FRAME = (500, 500, 3)

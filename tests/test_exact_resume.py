@@ -15,7 +15,7 @@ import pytest
 
 from smoke import SMOKE
 from sobirl.cli import main
-from sobirl.rlhf.trainer import checkpoints
+from sobirl.rlhf.checkpoints import checkpoints
 from sobirl.rundir import read_metrics
 from test_rlhf_trainer import only_run_dir
 

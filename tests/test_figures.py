@@ -15,11 +15,11 @@ from matplotlib.collections import PolyCollection
 
 from smoke import SMOKE
 from sobirl.cli import main
+from sobirl.experiments.aggregate import mean_and_se
 from sobirl.experiments.figures import (
     aggregate,
     expand_run_dirs,
     load_runs,
-    mean_and_se,
     performance_profile_figure,
     plot_performance_profile,
     profile_thresholds,
@@ -29,7 +29,8 @@ from sobirl.experiments.figures import (
     write_figures,
 )
 from sobirl.experiments.sweep import SWEEP_FILE, SweepSpec, trial_name
-from sobirl.rlhf.trainer import METRIC_COLUMNS, RLHFConfig
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.run_logger import METRIC_COLUMNS
 
 VERSIONS = {"sobirl": "0.1.0", "torch": "2.4.0", "python": "3.11.9", "numpy": "2.1.0"}
 COMMAND = "sobirl sweep configs/pendulum-cpu.yaml --algos drlhf,sobirl,sac-true-reward --seeds 3"

@@ -15,16 +15,11 @@ import torch
 from smoke import SMOKE
 from sobirl.cli import main
 from sobirl.experiments import write_config
+from sobirl.rlhf.checkpoints import CheckpointWriteError, DamagedCheckpointError, checkpoint_problem, checkpoints
+from sobirl.rlhf.config import RLHFConfig
 from sobirl.rlhf.preferences import PreferenceDataset
-from sobirl.rlhf.trainer import (
-    CheckpointWriteError,
-    DamagedCheckpointError,
-    NonFiniteError,
-    RLHFConfig,
-    RLHFTrainer,
-    checkpoint_problem,
-    checkpoints,
-)
+from sobirl.rlhf.run_logger import NonFiniteError
+from sobirl.rlhf.trainer import RLHFTrainer
 from sobirl.rundir import read_metrics
 from test_rlhf_trainer import smoke_args
 

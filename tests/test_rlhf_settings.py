@@ -14,10 +14,12 @@ from smoke import SMOKE
 from sobirl.cli import build_parser, main
 from sobirl.experiments import write_config
 from sobirl.rlhf import settings as settings_module
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.environments import make_env
 from sobirl.rlhf.rules import RULES
 from sobirl.rlhf.settings import ENV_CONFIGS, GROUPS, attribute_docs, settings, shipped_config
 from sobirl.rlhf.successor import CriticConfig
-from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, make_env
+from sobirl.rlhf.trainer import RLHFTrainer
 
 
 def smoke_args(**changes: object) -> list[str]:

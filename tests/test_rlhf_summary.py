@@ -12,7 +12,8 @@ import yaml
 
 from sobirl.cli import main
 from sobirl.experiments.rlhf_summary import aggregate_table, summary_table
-from sobirl.rlhf.trainer import METRIC_COLUMNS, RLHFConfig
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.run_logger import METRIC_COLUMNS
 
 
 def fake_run(

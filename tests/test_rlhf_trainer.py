@@ -22,11 +22,13 @@ from smoke import SMOKE
 from sobirl.agents import DiscreteSAC, FrameStackReplayBuffer, RelabelingFrameStackReplayBuffer
 from sobirl.cli import main
 from sobirl.experiments import write_config
-from sobirl.rlhf import CnnActionRewardNet, MlpActionRewardNet
-from sobirl.rlhf import trainer as trainer_module
+from sobirl.rlhf import CnnActionRewardNet, MlpActionRewardNet, environments
+from sobirl.rlhf.checkpoints import latest_checkpoint
+from sobirl.rlhf.config import ALGOS, RLHFConfig
 from sobirl.rlhf.fragments import FragmentPairs
 from sobirl.rlhf.preferences import PreferenceGatherer
-from sobirl.rlhf.trainer import ALGOS, METRIC_COLUMNS, RLHFConfig, RLHFTrainer, latest_checkpoint
+from sobirl.rlhf.run_logger import METRIC_COLUMNS
+from sobirl.rlhf.trainer import RLHFTrainer
 from sobirl.rundir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,7 +198,7 @@ def test_target_entropy_scale_reaches_discrete_sac_and_only_discrete_actions(tmp
     with pytest.raises(
         ValueError, match=r"sac_target_entropy_scale is DiscreteSAC's \(Discrete actions\), and 'Pendulum-v1'"
     ):
-        trainer_module.make_env(RLHFConfig.from_dict({**SMOKE, "sac_target_entropy_scale": 0.5}))
+        environments.make_env(RLHFConfig.from_dict({**SMOKE, "sac_target_entropy_scale": 0.5}))
     with pytest.raises(ValueError, match=r"sac_target_entropy_scale must be in \(0, 1\], got 1.5"):
         RLHFConfig(sac_target_entropy_scale=1.5)
 
@@ -208,7 +210,7 @@ def test_state_only_reward_reaches_the_per_action_net_and_only_discrete_actions(
     with pytest.raises(
         ValueError, match=r"reward_state_only is for the per-action reward net \(Discrete actions\), and "
     ):
-        trainer_module.make_env(RLHFConfig.from_dict({**SMOKE, "reward_state_only": True}))
+        environments.make_env(RLHFConfig.from_dict({**SMOKE, "reward_state_only": True}))
     with pytest.raises(TypeError, match="reward_state_only must be true or false, got 1"):
         RLHFConfig(reward_state_only=1)
 
@@ -290,7 +292,7 @@ def test_shipped_configs_load(name):
     if name.startswith("beamrider"):  # DiscreteSAC as in DQN-style Atari training: a hard target copy every 8000 steps
         assert (config.sac_net_arch, config.sac_train_freq, config.sac_tau) == ((), 4, 1.0)
         assert config.sac_train_freq * config.sac_target_update_interval == 8000
-        env = trainer_module.make_env(config)
+        env = environments.make_env(config)
         assert env.observation_space.shape == (4, 84, 84) and env.action_space.n == 9
         env.close()
 
@@ -435,7 +437,7 @@ def test_missing_mujoco_names_the_extra(tmp_path, capsys, monkeypatch):
     def make_without_mujoco(*args, **kwargs):  # what gymnasium raises when the mujoco package is absent
         raise gym.error.DependencyNotInstalled("No module named 'mujoco'")
 
-    monkeypatch.setattr(trainer_module.gym, "make", make_without_mujoco)
+    monkeypatch.setattr(environments.gym, "make", make_without_mujoco)
     with pytest.raises(SystemExit) as exc:
         main(["rlhf", "--env", "HalfCheetah-v5", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err

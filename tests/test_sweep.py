@@ -33,7 +33,9 @@ from sobirl.experiments.sweep import (
     trial_lock,
     trial_name,
 )
-from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer, latest_checkpoint
+from sobirl.rlhf.checkpoints import latest_checkpoint
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.trainer import RLHFTrainer
 from sobirl.rundir import read_metrics, write_config
 
 TINY = {**SMOKE, "checkpoint_interval": 100}  # a checkpoint at every evaluation
@@ -356,7 +358,7 @@ def test_two_sweep_processes_over_the_same_trials_run_each_exactly_once(tmp_path
 # ---- an interrupted sweep, failures and crashes --------------------------------------------------------------------
 
 _RUN = (  # a trial run in its own process, to be killed
-    "import sys; from sobirl.rlhf.trainer import RLHFConfig, RLHFTrainer; "
+    "import sys; from sobirl.rlhf.config import RLHFConfig; from sobirl.rlhf.trainer import RLHFTrainer; "
     "RLHFTrainer(RLHFConfig.from_yaml(sys.argv[1] + '/config.yaml'), sys.argv[1]).run()"
 )
 

@@ -38,15 +38,18 @@ from sobirl.experiments import (
 )
 from sobirl.experiments import estimator_study as study
 from sobirl.experiments.evaluate import evaluate_run, format_result
-from sobirl.experiments.figures import write_figures
+from sobirl.experiments.figures import plot_comparison, plot_returns, plot_study, write_figures
 from sobirl.experiments.report import write_report
-from sobirl.experiments.rlhf_plots import plot_returns
 from sobirl.experiments.rlhf_summary import summary_table
 from sobirl.problems import PROBLEMS, random_mdp
 from sobirl.profiling import machine_line
 from sobirl.rlhf import settings as rlhf_settings
-from sobirl.rlhf import trainer as rlhf
 from sobirl.rlhf.artifacts import POLICY_FILE, REWARD_NET_FILE
+from sobirl.rlhf.checkpoints import CHECKPOINT_DIR, RETURN_PLOT, CheckpointWriteError
+from sobirl.rlhf.config import ALGOS, RLHFConfig, check_device
+from sobirl.rlhf.environments import make_env
+from sobirl.rlhf.run_logger import NonFiniteError
+from sobirl.rlhf.trainer import RLHFTrainer
 from sobirl.rundir import CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics
 from sobirl.tabular import BilevelProblem, hypergradient, hyperobjective
 from sobirl.validation import check_int
@@ -460,7 +463,7 @@ def _run_compare(parser: argparse.ArgumentParser, args: argparse.Namespace, comm
         results = compare.run_trials(specs, workers=args.workers, on_done=done)
     table = compare.markdown_table(compare.summarise(results), args.iterations)
     (run_dir / "results.md").write_text(f"# {args.problem}: {', '.join(methods)} over {args.seeds} seeds\n\n{table}")
-    compare.plot_comparison(results, run_dir / "objective.png", title=f"{args.problem}, {args.seeds} seeds")
+    plot_comparison(results, run_dir / "objective.png", title=f"{args.problem}, {args.seeds} seeds")
     print(table)
     print(f"run_dir  {run_dir}\nresults  {run_dir / 'results.md'}\nfigure   {run_dir / 'objective.png'}")
     return 1 if any(r.error for r in results) else 0
@@ -594,7 +597,7 @@ def _run_estimators(parser: argparse.ArgumentParser, args: argparse.Namespace, c
     table = study.markdown_table(rows)
     study.write_csv(rows, run_dir / study.RESULTS_CSV)
     (run_dir / study.RESULTS_MD).write_text(f"# {title}\n\n{machine_line()}\n\n{table}")
-    figures = study.plot_study(rows, run_dir, title=title)
+    figures = plot_study(rows, run_dir, title=title)
     print(table)
     print(f"run_dir  {run_dir}\nresults  {run_dir / study.RESULTS_CSV}")
     for path in figures.values():
@@ -612,7 +615,7 @@ def _add_rlhf(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "fragments of its own episodes (drlhf, sobirl, stoc-sobirl, hpgd, pbrl), or on the true reward "
             "(sac-true-reward). Settings: defaults < --config FILE (without it: the shipped config for --env, where "
             "there is one, and the run says so) < --set KEY=VALUE < the options below, every one listed below by group "
-            "with its default (the fields of sobirl.rlhf.trainer.RLHFConfig, the update rules' and the critic's "
+            "with its default (the fields of sobirl.rlhf.config.RLHFConfig, the update rules' and the critic's "
             "settings). Writes config.yaml, metrics.csv, tensorboard/, "
             "return.png and checkpoints/ to a new run directory OUTPUT_DIR/NAME-<timestamp>; --resume RUN_DIR "
             "continues a killed run from its latest checkpoint."
@@ -696,7 +699,7 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
             if given or args.overrides:
                 fail(f"--resume continues the run's own config; drop {', '.join(given) or '--set'}")
             run_dir = args.resume
-            trainer = rlhf.RLHFTrainer.resume(run_dir)
+            trainer = RLHFTrainer.resume(run_dir)
         else:
             changes = {**key_values(args.overrides, "--set"), **flags}
             base = args.config
@@ -707,14 +710,14 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
                         f"starting from {rlhf_settings.display_path(base)}, the shipped config for {changes['env']} "
                         "(--config FILE starts from another; --set and the options override it)"
                     )
-            config = rlhf.RLHFConfig() if base is None else rlhf.RLHFConfig.from_yaml(base)
+            config = RLHFConfig() if base is None else RLHFConfig.from_yaml(base)
             config = config.replace(**changes)
-            rlhf.check_device(config.device)  # a bad device or environment fails before the run directory exists
-            rlhf.make_env(config).close()
+            check_device(config.device)  # a bad device or environment fails before the run directory exists
+            make_env(config).close()
             name = args.name or sweep.trial_name(config.env, config.algo, config.seed)
             run_dir = create_run_dir(args.output_dir, name)
             write_config(run_dir, {"experiment": "rlhf", **config.resolved()}, command=command)
-            trainer = rlhf.RLHFTrainer(config, run_dir)
+            trainer = RLHFTrainer(config, run_dir)
     # a missing extra: make_env's message names the command that installs it
     except (gym_error.DependencyNotInstalled, ValueError, TypeError, OSError, yaml.YAMLError) as err:
         fail(str(err).replace("\n", " "))
@@ -728,18 +731,18 @@ def _run_rlhf(parser: argparse.ArgumentParser, args: argparse.Namespace, command
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: {PROG} rlhf --resume {run_dir}", file=sys.stderr)
         return 130
-    except (rlhf.NonFiniteError, rlhf.CheckpointWriteError) as err:  # the last good checkpoint is kept
+    except (NonFiniteError, CheckpointWriteError) as err:  # the last good checkpoint is kept
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
     rows = read_metrics(run_dir)
-    plot = plot_returns(rows, run_dir / rlhf.RETURN_PLOT, title=f"{config.algo} on {config.env}, seed {config.seed}")
+    plot = plot_returns(rows, run_dir / RETURN_PLOT, title=f"{config.algo} on {config.env}, seed {config.seed}")
     paths = {
         "run_dir": run_dir,
         "config": run_dir / CONFIG_FILE,
         "metrics": run_dir / METRICS_FILE,
         "tensorboard": run_dir / TENSORBOARD_DIR,
         "plot": plot,
-        "checkpoints": run_dir / rlhf.CHECKPOINT_DIR,
+        "checkpoints": run_dir / CHECKPOINT_DIR,
         "policy": run_dir / POLICY_FILE,
         **({"reward_net": run_dir / REWARD_NET_FILE} if trainer.reward_net is not None else {}),
     }
@@ -910,7 +913,7 @@ def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub.add_argument("config", type=Path, metavar="CONFIG", help="base config YAML (e.g. configs/pendulum-cpu.yaml)")
-    sub.add_argument("--algos", required=True, help=f"comma-separated, from: {', '.join(rlhf.ALGOS)}")
+    sub.add_argument("--algos", required=True, help=f"comma-separated, from: {', '.join(ALGOS)}")
     sub.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
     sub.add_argument("--envs", default=None, help="comma-separated environment ids (default: the config's env)")
     sub.add_argument(
@@ -950,7 +953,7 @@ def _run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace, comman
 
     try:
         check_int("--seeds", args.seeds, low=1)
-        base = rlhf.RLHFConfig.from_yaml(args.config).replace(**key_values(args.overrides, "--set"))
+        base = RLHFConfig.from_yaml(args.config).replace(**key_values(args.overrides, "--set"))
         spec = sweep.SweepSpec(
             base=base,
             algos=tuple(a.strip() for a in args.algos.split(",")),

@@ -1,10 +1,14 @@
-"""Aggregate scores of several runs the rliable way (Agarwal et al. 2021, "Deep reinforcement learning at the edge of
-the statistical precipice"): the interquartile mean, stratified bootstrap confidence intervals, performance profiles.
+"""The statistics of several runs, in one place: the mean with its standard error, and rliable's aggregate scores with
+their bootstrap confidence intervals.
 
-Scores are a matrix ``(runs, tasks)``: ``scores[n, m]`` is run ``n``'s score on task ``m`` (here a task is an
-environment and a run a seed; a 1-D array is one task). The functions follow rliable 1.2 (``rliable.metrics`` and
-``rliable.library``), which is not a dependency: it would bring arch, statsmodels, pandas, scipy and seaborn for the
-few lines below.
+- **Mean and standard error** (:func:`mean_and_se`): over ``n`` values, ``s.e. = std_{n-1} / sqrt(n)`` (the ``n - 1``
+  denominator), 0 for a single value: every ``mean +/- s.e.`` of sobirl's tables and figures.
+
+The aggregates follow Agarwal et al. 2021 ("Deep reinforcement learning at the edge of the statistical precipice"): the
+interquartile mean, stratified bootstrap confidence intervals, performance profiles. Scores are a matrix
+``(runs, tasks)``: ``scores[n, m]`` is run ``n``'s score on task ``m`` (here a task is an environment and a run a seed;
+a 1-D array is one task). The functions follow rliable 1.2 (``rliable.metrics`` and ``rliable.library``), which is not
+a dependency: it would bring arch, statsmodels, pandas, scipy and seaborn for the few lines below.
 
 - **IQM** (:func:`iqm`): the 25% trimmed mean of all ``runs * tasks`` scores, as ``scipy.stats.trim_mean(scores,
   0.25, axis=None)``: sorted, ``floor(0.25 N)`` scores dropped at each end, the rest averaged (no trimming below 4
@@ -26,6 +30,7 @@ on which other groups were computed before it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +66,27 @@ class Interval:
     point: float | np.ndarray
     low: float | np.ndarray
     high: float | np.ndarray
+
+
+def mean_and_se(
+    values: Sequence[float] | Sequence[Sequence[float]] | np.ndarray, axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of ``values`` over ``axis`` (e.g. one row per seed) and its standard error ``std_{n-1} / sqrt(n)``,
+    ``n = values.shape[axis]`` (the ``n - 1`` denominator; zeros for ``n = 1``). NaN values propagate.
+
+    Returns:
+        ``(mean, se)``, each of the shape of ``values`` without ``axis`` (numpy scalars for 1-D ``values``).
+
+    Raises:
+        ValueError: ``values`` has no row along ``axis``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    if n == 0:
+        raise ValueError(f"mean_and_se needs at least one row of values along axis {axis}")
+    mean = values.mean(axis=axis)
+    se = values.std(axis=axis, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
+    return mean, se
 
 
 def as_scores(scores: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ Every (method, seed) pair is one trial: the problem is built for the seed, the m
 of outer iterations, and the exact ``phi`` and ``|grad phi|`` are recorded every ``evaluate_every`` iterations
 (outside the method's timed work, so wall times compare the methods alone). Trials run in parallel worker
 processes with one torch thread each. Each trial writes its metrics CSV; the comparison writes a markdown table
-(final objective mean +/- standard error over seeds, work counters, wall time) and figures of the exact
-objective against the iteration and against wall time with mean +/- s.e. bands.
+(final objective mean +/- standard error over seeds, :func:`~sobirl.experiments.aggregate.mean_and_se`, work
+counters, wall time); :func:`~sobirl.experiments.figures.plot_comparison` draws the exact objective against the
+iteration and against wall time with mean +/- s.e. bands.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 
 from sobirl.algorithms import METHODS, resolve_config, solve
+from sobirl.experiments.aggregate import mean_and_se
 from sobirl.problems import PROBLEMS
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.validation import check_choice, check_int
@@ -162,13 +163,14 @@ def summarise(results: Iterable[TrialResult]) -> list[MethodSummary]:
     for method, trials in by_method.items():
         done = [t for t in trials if t.error is None]
         finals = [_last(t.rows, "exact_objective") for t in done]
+        objective, objective_se = mean_and_se(finals) if finals else (math.nan, 0.0)
         summaries.append(
             MethodSummary(
                 method=method,
                 seeds=len(trials),
                 failed=len(trials) - len(done),
-                objective_mean=statistics.fmean(finals) if finals else math.nan,
-                objective_se=_standard_error(finals),
+                objective_mean=float(objective),
+                objective_se=float(objective_se),
                 grad_norm_mean=statistics.fmean(_last(t.rows, "exact_grad_norm") for t in done) if done else math.nan,
                 wall_time_mean=statistics.fmean(t.rows[-1]["wall_time"] for t in done) if done else math.nan,
                 counters={
@@ -196,38 +198,5 @@ def markdown_table(summaries: Sequence[MethodSummary], iterations: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_comparison(results: Sequence[TrialResult], path: Path, *, title: str) -> Path:
-    """Exact objective against iteration and against wall time: mean +/- s.e. bands per method."""
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    ax_it, ax_t = fig.subplots(1, 2)
-    by_method: dict[str, list[TrialResult]] = {}
-    for result in results:
-        if result.error is None:
-            by_method.setdefault(result.spec.method, []).append(result)
-    for method, trials in by_method.items():
-        curves = torch.tensor([[row["exact_objective"] for row in t.rows if "exact_objective" in row] for t in trials])
-        times = torch.tensor([[row["wall_time"] for row in t.rows if "exact_objective" in row] for t in trials])
-        iters = [row["iteration"] for row in trials[0].rows if "exact_objective" in row]
-        mean = curves.mean(dim=0)
-        se = curves.std(dim=0, correction=1) / math.sqrt(len(trials)) if len(trials) > 1 else torch.zeros_like(mean)
-        for ax, xs in ((ax_it, iters), (ax_t, times.mean(dim=0).tolist())):
-            (line,) = ax.plot(xs, mean.tolist(), label=method)
-            ax.fill_between(xs, (mean - se).tolist(), (mean + se).tolist(), color=line.get_color(), alpha=0.2)
-    ax_it.set_xlabel("iteration")
-    ax_t.set_xlabel("wall time (s)")
-    for ax in (ax_it, ax_t):
-        ax.set_ylabel("objective phi(x)")
-        ax.grid(True, alpha=0.4)
-    if by_method:
-        ax_it.legend()
-    fig.suptitle(title)
-    fig.savefig(path, dpi=120)
-    return path
-
-
 def _last(rows: list[dict[str, float]], key: str) -> float:
     return next(row[key] for row in reversed(rows) if key in row)
-
-
-def _standard_error(values: list[float]) -> float:
-    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0

@@ -14,6 +14,9 @@ independent estimates ``g_0, ..., g_{S-1}`` of ``grad phi(x)`` with
 * cosine similarity ``g_s . g* / (|g_s| |g*|)`` averaged over the seeds (0 for an all-zero estimate), with its
   standard error.
 
+Standard errors are :func:`~sobirl.experiments.aggregate.mean_and_se`'s (per coordinate for ``bias_se``); the figures
+are :func:`~sobirl.experiments.figures.plot_study`'s.
+
 Estimators named ``deep:<rule>[/<estimator>]`` run a deep RLHF update rule on the same problem through
 :class:`~sobirl.experiments.deep_bridge.DeepBridge` (tabular RLHF only): the deep pipeline's own reward net, fragment
 sampling, labeller and surrogate, compared with the same reference. Where the problem's ``f`` cannot be enumerated
@@ -37,12 +40,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from sobirl.estimators import ESTIMATORS, default_horizon
 from sobirl.estimators.hypergradient import estimate_hypergradient
 from sobirl.estimators.objectives import sampled_objective
+from sobirl.experiments.aggregate import mean_and_se
 from sobirl.experiments.compare import build_problem
 from sobirl.experiments.deep_bridge import DEEP_PREFIX, DeepBridge, make_rule, reference_hypergradient
 from sobirl.tabular import lower_level
@@ -91,7 +95,8 @@ RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 """The machine line and the table of a study run directory."""
 PLOT_FILES = {"bias": "bias.png", "std": "std.png", "cosine": "cosine.png"}
-"""The figures of a study run directory, by the quantity they plot against the number of trajectories."""
+"""The figures of a study run directory, by the quantity they plot against the number of trajectories
+(:func:`~sobirl.experiments.figures.plot_study`)."""
 
 
 def default_seeds(estimator: str, batch: int) -> int:
@@ -394,13 +399,15 @@ def run_study(plan: StudyPlan, *, workers: int = 1, on_estimate: Callable[[], No
 def _summarise(
     plan: StudyPlan, estimator: str, batch: int, estimates: list[tuple[torch.Tensor, int, float]]
 ) -> StudyRow:
-    G = torch.stack([grad for grad, _, _ in estimates])
-    exact = plan.exact
-    scale = exact.norm()
-    seeds = G.shape[0]
-    std = (G.std(dim=0).norm() / scale).item() if seeds > 1 else math.nan
-    norms = G.norm(dim=1)
-    cosines = torch.where(norms > 0, (G @ exact) / (norms.clamp_min(1e-300) * scale), 0.0)
+    grads = torch.stack([grad for grad, _, _ in estimates]).numpy()  # (seeds, dim)
+    exact = plan.exact.numpy()
+    scale = np.linalg.norm(exact)
+    seeds = len(estimates)
+    mean, se = mean_and_se(grads)  # per coordinate
+    norms = np.linalg.norm(grads, axis=1)
+    cosines = np.where(norms > 0, grads @ exact / (np.maximum(norms, 1e-300) * scale), 0.0)
+    cosine, cosine_se = mean_and_se(cosines)
+    bias_se = float(np.linalg.norm(se) / scale) if seeds > 1 else math.nan  # one seed: no spread to measure
     return StudyRow(
         problem=plan.problem,
         estimator=estimator,
@@ -408,11 +415,11 @@ def _summarise(
         trajectories=batch * plan.paths_per_draw,
         transitions=sum(t for _, t, _ in estimates) / seeds,
         seeds=seeds,
-        bias=((G.mean(dim=0) - exact).norm() / scale).item(),
-        bias_se=std / math.sqrt(seeds),
-        std=std,
-        cosine=cosines.mean().item(),
-        cosine_se=(cosines.std() / math.sqrt(seeds)).item() if seeds > 1 else math.nan,
+        bias=float(np.linalg.norm(mean - exact) / scale),
+        bias_se=bias_se,
+        std=bias_se * math.sqrt(seeds),
+        cosine=float(cosine),
+        cosine_se=float(cosine_se) if seeds > 1 else math.nan,
         seconds=sum(s for _, _, s in estimates) / seeds,
     )
 
@@ -439,54 +446,3 @@ def markdown_table(rows: Sequence[StudyRow]) -> str:
             f"{r.std:.3g} | {r.cosine:.3f} +/- {r.cosine_se:.1g} | {r.transitions:.3g} | {r.seconds:.3g} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def plot_study(rows: Sequence[StudyRow], run_dir: Path, *, title: str) -> dict[str, Path]:
-    """Write the figures :data:`PLOT_FILES` to ``run_dir``, one line per estimator against the trajectories.
-
-    ``bias.png``: relative bias (solid), its noise floor (dashed, same colour) and :data:`BIAS_TARGET` (dotted),
-    log-log; ``std.png``: relative std, log-log; ``cosine.png``: mean cosine similarity with standard-error bars,
-    log x. Zero values (e.g. an estimator that is exactly zero) are left out of the log axes.
-
-    Returns:
-        The written paths, by the keys of :data:`PLOT_FILES`.
-    """
-    by_estimator: dict[str, list[StudyRow]] = {}
-    for row in rows:
-        by_estimator.setdefault(row.estimator, []).append(row)
-    paths = {}
-    for key, file in PLOT_FILES.items():
-        fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-        ax = fig.subplots()
-        for estimator, lines in by_estimator.items():
-            n = [r.trajectories for r in lines]
-            if key == "bias":
-                (line,) = ax.plot(n, [r.bias for r in lines], marker="o", label=estimator)
-                ax.plot(n, [r.bias_se for r in lines], linestyle="--", color=line.get_color(), alpha=0.7)
-            elif key == "std":
-                ax.plot(n, [r.std for r in lines], marker="o", label=estimator)
-            else:
-                ax.errorbar(
-                    n,
-                    [r.cosine for r in lines],
-                    yerr=[r.cosine_se for r in lines],
-                    marker="o",
-                    capsize=3,
-                    label=estimator,
-                )
-        if key == "bias":
-            ax.axhline(BIAS_TARGET, color="grey", linestyle=":", label=f"{BIAS_TARGET:.0%}")
-        ax.set_xscale("log")
-        if key == "cosine":
-            ax.set_ylabel("mean cosine similarity to grad phi")
-        else:
-            ax.set_yscale("log", nonpositive="mask")
-            ax.set_ylabel("relative bias (dashed: noise floor)" if key == "bias" else "relative standard deviation")
-        ax.set_xlabel("trajectories per estimate")
-        ax.grid(True, which="major", alpha=0.4)
-        ax.grid(True, which="minor", alpha=0.12)
-        ax.legend()
-        ax.set_title(title)
-        paths[key] = Path(run_dir) / file
-        fig.savefig(paths[key], dpi=100)
-    return paths

@@ -6,7 +6,7 @@ Usage::
 
 :func:`evaluate_run` reads the run directory's ``config.yaml``, its policy (:data:`~sobirl.rlhf.artifacts.POLICY_FILE`)
 and, when there is one, its reward net (:data:`~sobirl.rlhf.artifacts.REWARD_NET_FILE`), and plays episodes of the
-run's evaluation environment (:func:`sobirl.rlhf.trainer.make_env` with ``evaluation=True``, the one the trainer's
+run's evaluation environment (:func:`sobirl.rlhf.environments.make_env` with ``evaluation=True``, the one the trainer's
 ``eval_return`` is measured on), on the CPU. It returns the true returns (:class:`EvaluationResult`), and writes
 
 - with ``video_dir``: one mp4 per episode, ``eval-episode-<k>.mp4`` (gymnasium's ``RecordVideo``; needs the
@@ -37,11 +37,12 @@ from stable_baselines3 import SAC
 
 from sobirl.agents import DiscreteSAC, follower_class
 from sobirl.envs import is_atari
-from sobirl.experiments.rlhf_plots import plot_reward_vs_true
+from sobirl.experiments.figures import plot_reward_vs_true
 from sobirl.rlhf.action_reward_net import ActionRewardNet
 from sobirl.rlhf.artifacts import POLICY_FILE, REWARD_NET_FILE, load_reward_net
+from sobirl.rlhf.config import RLHFConfig
+from sobirl.rlhf.environments import make_env
 from sobirl.rlhf.reward_net import RewardNet
-from sobirl.rlhf.trainer import RLHFConfig, make_env
 from sobirl.rundir import CONFIG_FILE
 from sobirl.validation import check_int
 

@@ -5,8 +5,9 @@
 return at the last metrics row) as mean +/- standard error, the mean of each run's last ``window`` evaluations
 likewise (less noisy than one evaluation of a few episodes), the per-seed final returns, the final held-out
 preference accuracy (mean), and the mean wall time and agent steps per second. The standard error is
-``std / sqrt(n)`` with the ``n - 1`` denominator (0 for a single seed). A run that stopped before its
-``total_steps`` is shown with its steps.
+``std / sqrt(n)`` with the ``n - 1`` denominator, 0 for a single seed
+(:func:`~sobirl.experiments.aggregate.mean_and_se`). A run that stopped before its ``total_steps`` is shown with its
+steps.
 
 :func:`aggregate_table`, per group: the interquartile mean over seeds of the same two returns with its 95% stratified
 bootstrap percentile interval (:mod:`sobirl.experiments.aggregate`, rliable's method), seeded.
@@ -21,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sobirl.experiments.aggregate import CONFIDENCE, INTERVAL_REPS, interval_estimate
-from sobirl.experiments.figures import mean_and_se
+from sobirl.experiments.aggregate import CONFIDENCE, INTERVAL_REPS, interval_estimate, mean_and_se
 from sobirl.experiments.sweep import GridPoint, grid_label, plain_value
-from sobirl.rlhf.trainer import RLHFConfig
+from sobirl.rlhf.config import RLHFConfig
 from sobirl.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
 from sobirl.validation import check_int
 
@@ -72,9 +72,9 @@ class RunResult:
 
 
 def _mean_se(values: list[float]) -> str:
-    """``mean +/- s.e.`` with the ``n - 1`` standard deviation (s.e. 0 for one value; ``figures.mean_and_se``)."""
-    mean, se = mean_and_se([[value] for value in values])
-    return f"{mean[0]:.1f} +/- {se[0]:.1f}"
+    """``mean +/- s.e.`` with the ``n - 1`` standard deviation (s.e. 0 for one value; ``aggregate.mean_and_se``)."""
+    mean, se = mean_and_se(values)
+    return f"{mean:.1f} +/- {se:.1f}"
 
 
 def group_runs(

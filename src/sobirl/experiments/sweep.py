@@ -3,7 +3,7 @@ Ray, resumable.
 
 Every trial is one ``sobirl rlhf`` run (:class:`~sobirl.rlhf.trainer.RLHFTrainer`) with the base config's fields and
 its own ``env``, ``algo``, ``seed`` and grid point: one value of each ``grid`` key (any other key of
-:class:`~sobirl.rlhf.trainer.RLHFConfig`, e.g. ``reward_lr``). The sweep lives in one directory, not
+:class:`~sobirl.rlhf.config.RLHFConfig`, e.g. ``reward_lr``). The sweep lives in one directory, not
 timestamped, so that running the same sweep again finds it::
 
     <root>/<name>/
@@ -42,17 +42,12 @@ from typing import Any
 import torch
 import yaml
 
-from sobirl.experiments.rlhf_plots import plot_returns
+from sobirl.experiments.figures import plot_returns
 from sobirl.experiments.sweep_backends import TrialBackend, check_backend, open_backend
-from sobirl.rlhf.trainer import (
-    ALGOS,
-    RETURN_PLOT,
-    RLHFConfig,
-    RLHFTrainer,
-    check_device,
-    latest_checkpoint,
-    make_env,
-)
+from sobirl.rlhf.checkpoints import RETURN_PLOT, latest_checkpoint
+from sobirl.rlhf.config import ALGOS, RLHFConfig, check_device
+from sobirl.rlhf.environments import make_env
+from sobirl.rlhf.trainer import RLHFTrainer
 from sobirl.rundir import CONFIG_FILE, read_metrics, write_config
 from sobirl.validation import check_choice, check_int
 
@@ -139,7 +134,7 @@ class SweepSpec:
     Attributes:
         base: the config every trial shares; its ``env``, ``algo``, ``seed`` and the ``grid`` keys are replaced by
             each trial's.
-        algos: algorithms of the grid, each one of ``trainer.ALGOS``, no repeats.
+        algos: algorithms of the grid, each one of ``config.ALGOS``, no repeats.
         seeds: seeds of the grid, integers >= 0, at least one, no repeats.
         envs: gymnasium environment ids of the grid, no repeats; None: the base config's env. Always a tuple after
             construction.

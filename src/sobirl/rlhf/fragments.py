@@ -76,7 +76,12 @@ class FragmentPairs:
 
 
 def sample_fragment_pairs(
-    trajectories: Sequence[Trajectory], n_pairs: int, fragment_length: int, generator: np.random.Generator
+    trajectories: Sequence[Trajectory],
+    n_pairs: int,
+    fragment_length: int,
+    generator: np.random.Generator,
+    *,
+    frames: bool = False,
 ) -> FragmentPairs:
     """Draw ``n_pairs`` pairs of ``fragment_length``-step fragments (module docstring).
 
@@ -86,12 +91,16 @@ def sample_fragment_pairs(
         n_pairs: ``N >= 1``.
         fragment_length: ``L >= 1``.
         generator: the numpy generator every draw comes from (same state, same pairs).
+        frames: cut only from the trajectories that hold :attr:`Trajectory.frames`, and return the fragments'
+            frames (for a person to judge).
 
     Raises:
         ValueError: naming the argument, also when no trajectory has ``fragment_length`` steps.
     """
     check_int("n_pairs", n_pairs, low=1)
     L = check_int("fragment_length", fragment_length, low=1)
+    if frames:
+        trajectories = [t for t in trajectories if t.frames is not None]
     lengths = np.array([len(t) for t in trajectories], dtype=np.int64)
     eligible = np.flatnonzero(lengths >= L)
     if eligible.size == 0:
@@ -114,4 +123,5 @@ def sample_fragment_pairs(
             out[rows] = getattr(trajectories[j], field)[steps[rows]]
         return out.reshape(n_pairs, 2, L, *out.shape[2:])
 
-    return FragmentPairs(gather("observations"), gather("actions"), gather("true_rewards"))
+    images = gather("frames") if frames else None
+    return FragmentPairs(gather("observations"), gather("actions"), gather("true_rewards"), images)

@@ -1,6 +1,6 @@
 """Every setting of ``sobirl rlhf``, documented from one source, and the shipped configs by environment.
 
-The settings are :class:`~sobirl.rlhf.trainer.RLHFConfig`'s fields and, given flat beside them, the update rules'
+The settings are :class:`~sobirl.rlhf.config.RLHFConfig`'s fields and, given flat beside them, the update rules'
 ``Config`` fields (:data:`sobirl.rlhf.rules.RULES`) and :class:`~sobirl.rlhf.successor.CriticConfig`'s. Their
 defaults are the dataclasses' and their descriptions the ``Attributes:`` sections of the dataclasses' docstrings:
 :func:`settings` reads both, so ``sobirl rlhf --help`` (:mod:`sobirl.cli`) can never disagree with the code.
@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
+from sobirl.rlhf.config import RLHFConfig
 from sobirl.rlhf.rules import RULES
 from sobirl.rlhf.successor import CriticConfig
-from sobirl.rlhf.trainer import RLHFConfig
 
 RULE_GROUP = "update rule"
 CRITIC_GROUP = "critic"

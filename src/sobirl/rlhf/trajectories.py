@@ -65,6 +65,8 @@ class Trajectory:
         truncated: the episode was cut (a time limit); may be True together with ``terminated`` (gymnasium).
         final_observation: the observation after the last action, ``obs_shape``, where the step data carried it
             (``terminal_observation`` / ``final_obs``), else None.
+        frames: what a person is shown of each step, uint8 ``(T, H, W, 3)``: the image of the state ``s_t`` each
+            action was taken in (:class:`sobirl.rlhf.human.RenderFrames`), or None.
     """
 
     observations: np.ndarray
@@ -73,12 +75,13 @@ class Trajectory:
     terminated: bool
     truncated: bool
     final_observation: np.ndarray | None = None
+    frames: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         T = len(self.true_rewards)
         if self.true_rewards.ndim != 1 or T < 1:
             raise ValueError(f"true_rewards must have shape (T,) with T >= 1, got {self.true_rewards.shape}")
-        for name in ("observations", "actions"):
+        for name in ("observations", "actions", *(("frames",) if self.frames is not None else ())):
             if len(getattr(self, name)) != T:
                 raise ValueError(f"{name} must have T = {T} rows (one per reward), got {getattr(self, name).shape}")
 
@@ -135,18 +138,34 @@ class EpisodeRecorder:
         frame_stack: ``k`` (an integer ``>= 1``) for observations that are stacks of ``k`` frames, ``(k,
             *frame_shape)``: finished trajectories are kept as their distinct frames (module docstring), and an
             episode whose stacks do not overlap so is refused with a ``ValueError``; None: kept whole.
+        frame_steps: keep the rendered images SB3's ``infos[i]["frame"]`` carry
+            (:class:`sobirl.rlhf.human.RenderFrames`) as :attr:`Trajectory.frames` for at most this many steps of the
+            newest finished trajectories (older ones lose their frames); 0: none.
 
     Memory: the finished trajectories (at most ``max_steps`` steps) plus one running-episode buffer of
-    ``n_envs x (longest episode so far, rounded up to a power of two)`` steps; a time limit bounds the latter.
+    ``n_envs x (longest episode so far, rounded up to a power of two)`` steps; a time limit bounds the latter. Frames:
+    at most ``frame_steps`` images of finished trajectories plus those of the running episodes.
     """
 
     frame_stack: int | None = None
     """``k`` for frame stacks, else None (the class default: a recorder pickled before the option existed has none)."""
 
+    frame_steps: int = 0
+    """See the constructor (the class default: a recorder pickled before the option existed keeps no frames)."""
+
     def __init__(
-        self, n_envs: int, *, max_steps: int = 1_000_000, autoreset: str = "same-step", frame_stack: int | None = None
+        self,
+        n_envs: int,
+        *,
+        max_steps: int = 1_000_000,
+        autoreset: str = "same-step",
+        frame_stack: int | None = None,
+        frame_steps: int = 0,
     ) -> None:
         self.n_envs = check_int("n_envs", n_envs, low=1)
+        self.frame_steps = check_int("frame_steps", frame_steps)
+        self._running_frames: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
+        self._framed: deque[Trajectory] = deque()  # the kept trajectories that hold frames, oldest first
         self.max_steps = check_int("max_steps", max_steps, low=1)
         self.autoreset = check_choice("autoreset", autoreset, AUTORESET_MODES)
         self.frame_stack = None if frame_stack is None else check_int("frame_stack", frame_stack, low=1)
@@ -173,6 +192,8 @@ class EpisodeRecorder:
     def drop_running(self) -> None:
         """Forget the steps of every episode still running (e.g. one that cannot continue after a restart)."""
         self._lengths[:] = 0
+        if self.frame_steps:
+            self._running_frames = [[] for _ in range(self.n_envs)]
 
     def __len__(self) -> int:
         """The number of kept trajectories."""
@@ -223,6 +244,10 @@ class EpisodeRecorder:
         self._act[rows, cols] = act[rows]
         self._rew[rows, cols] = rew[rows]
         self._lengths[rows] += 1
+        if self.frame_steps and infos is not None and not isinstance(infos, Mapping):
+            for i in rows:  # one image per env and step, at most n_envs: a list append each
+                if "frame" in infos[i]:
+                    self._running_frames[i].append(infos[i]["frame"])
 
         ended = recorded & (terminated_ | truncated_)
         if self.autoreset == "next-step":
@@ -234,10 +259,16 @@ class EpisodeRecorder:
             steps = (self._act[i, :T].copy(), self._rew[i, :T].copy(), bool(terminated_[i]), bool(truncated_[i]))
             final = None if finals[i] is None else np.array(finals[i])
             if self.frame_stack is None:
-                out.append(Trajectory(self._obs[i, :T].copy(), *steps, final))
+                traj = Trajectory(self._obs[i, :T].copy(), *steps, final)
             else:
-                frames = frames_of(self._obs[i, :T], self.frame_stack, axis=0)
-                out.append(Trajectory.of_frames(frames, self.frame_stack, *steps, final))
+                stacks = frames_of(self._obs[i, :T], self.frame_stack, axis=0)
+                traj = Trajectory.of_frames(stacks, self.frame_stack, *steps, final)
+            images = self._running_frames[i] if self.frame_steps else []
+            if len(images) == T:  # every step rendered (not an episode running across a restart)
+                object.__setattr__(traj, "frames", np.stack(images))
+            if self.frame_steps:
+                self._running_frames[i] = []
+            out.append(traj)
             self._lengths[i] = 0
         for traj in out:
             self._keep(traj)
@@ -304,6 +335,10 @@ class EpisodeRecorder:
         self._stored_steps += len(traj)
         while self._stored_steps > self.max_steps:
             self._stored_steps -= len(self._finished.popleft())
+        if traj.frames is not None:
+            self._framed.append(traj)
+            while sum(len(t) for t in self._framed) > self.frame_steps:
+                object.__setattr__(self._framed.popleft(), "frames", None)  # the oldest images go first
 
 
 def _final_observations(

@@ -46,11 +46,7 @@ class ClipFormat:
         images, one per step), that loops forever. Raises ``ValueError`` for frames of another dtype or shape."""
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 1:
             raise ValueError(f"frames must be uint8 (T, H, W, 3) with T >= 1, got {frames.dtype} {frames.shape}")
-        images = [Image.fromarray(frame) for frame in frames]
-        width, height = images[0].size
-        if self.max_width is not None and width > self.max_width:
-            size = (self.max_width, max(1, round(height * self.max_width / width)))
-            images = [image.resize(size, Image.Resampling.BILINEAR) for image in images]
+        images = [fit_width(Image.fromarray(frame), self.max_width) for frame in frames]
         out = io.BytesIO()
         images[0].save(
             out,
@@ -62,3 +58,11 @@ class ClipFormat:
             quality=self.quality,
         )
         return out.getvalue()
+
+
+def fit_width(image: Image.Image, max_width: int | None) -> Image.Image:
+    """``image`` downscaled to ``max_width`` pixels wide (aspect kept) when it is wider; None: as it is."""
+    width, height = image.size
+    if max_width is None or width <= max_width:
+        return image
+    return image.resize((max_width, max(1, round(height * max_width / width))), Image.Resampling.BILINEAR)
