@@ -156,3 +156,17 @@ def test_fragment_pairs_frames_are_checked_and_indexed():
         FragmentPairs(pairs.observations, pairs.actions, pairs.true_rewards, pairs.frames.astype(np.float32))
     with pytest.raises(TypeError, match="slice"):
         pairs[0]
+
+
+def test_a_pair_asked_again_is_the_pair_asked_before(tmp_path):
+    pairs = pairs_with_frames(3)
+    with LabelStore(tmp_path / "labels.sqlite") as store:
+        labeller = WebLabeller(store, wait=False, clips=FAST)
+        labeller.gather(pairs[:2])
+        store.answer(1, "left")
+        labeller.gather(pairs[1:])  # pair 2 again (a resumed run asking what it asked before its checkpoint)
+        assert store.counts() == {"labelled": 1, "queued": 2}  # pairs 2 and 3, each once
+        store.answer(2, "right")
+        got, labels = labeller.gather(pairs[1:2])
+        np.testing.assert_array_equal(labels, [0.0])
+        assert_same_pairs(got, pairs[1:2])

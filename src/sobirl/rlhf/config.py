@@ -34,6 +34,8 @@ ALGOS = (*RULES, "sac-true-reward")
 """The update rules of :data:`sobirl.rlhf.rules.RULES`, and ``sac-true-reward``: SAC on the environment's reward (no
 reward net, no preferences), the reference."""
 
+LABELLERS = ("synthetic", "web")
+"""Who labels the queried pairs (:attr:`RLHFConfig.labeller`)."""
 DEVICES = ("auto", "cpu", "cuda")
 """Devices of SAC and the reward net."""
 
@@ -115,6 +117,16 @@ class RLHFConfig:
         dataset_capacity: preference pairs kept (FIFO).
         label_temperature: Bradley-Terry temperature of the synthetic labeller.
         label_noise: probability that a synthetic label is replaced by a random one.
+        labeller: who labels the queried pairs, one of :data:`LABELLERS`: ``synthetic`` (Bradley-Terry from the true
+            returns) or ``web`` (people on the labelling page the run serves, :mod:`sobirl.rlhf.human`; 1-D
+            observations, rendered as ``rgb_array``).
+        labeller_async: ``web``: training goes on at a reward update with the labels answered so far; false: it
+            waits for the update's pairs to be answered.
+        label_host, label_port: where ``web`` serves the page (127.0.0.1: this machine only; another interface needs
+            ``label_token``, generated and printed when not given); port 0: any free port.
+        label_token: the access token of the page; None: none on 127.0.0.1, a generated one elsewhere.
+        frame_steps: ``web``: rendered steps of the newest training episodes kept to cut clips from.
+        frame_width: ``web``: rendered images are downscaled to this many pixels wide when taken.
         exploration_pairs: the second term (exploration or penalty) is estimated on a mini-batch of the newest this
             many pairs (recent fragments, close to the current follower: the formula's expectation is over the
             current follower's fragments), the cross-entropy on the whole dataset; None: both on the same batch from
@@ -192,6 +204,13 @@ class RLHFConfig:
     dataset_capacity: int = 3000
     label_temperature: float = 1.0
     label_noise: float = 0.0
+    labeller: str = "synthetic"
+    labeller_async: bool = False
+    label_host: str = "127.0.0.1"
+    label_port: int = 8000
+    label_token: str | None = None
+    frame_steps: int = 2000
+    frame_width: int = 320
     exploration_pairs: int | None = 64
     rule: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     critic: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -270,6 +289,20 @@ class RLHFConfig:
         check_range("reward_weight_decay", self.reward_weight_decay, low=0.0)
         check_range("label_temperature", self.label_temperature, low=0.0, low_open=True)
         check_range("label_noise", self.label_noise, low=0.0, high=1.0)
+        check_choice("labeller", self.labeller, LABELLERS)
+        if check_int("label_port", self.label_port) > 65535:
+            raise ValueError(f"label_port must be an integer in [0, 65535], got {self.label_port}")
+        check_int("frame_steps", self.frame_steps, low=1)
+        check_int("frame_width", self.frame_width, low=8)
+        for name in ("label_host", *(("label_token",) if self.label_token is not None else ())):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if self.labeller == "web" and (is_atari(self.env) or self.algo == "sac-true-reward"):
+            raise ValueError(
+                f"labeller web needs a reward net and an environment that renders rgb_array images; {self.env} with "
+                f"{self.algo} has {'no reward net' if self.algo == 'sac-true-reward' else 'Atari frames'}: use "
+                "labeller: synthetic"
+            )
         check_range("sac_learning_rate", self.sac_learning_rate, low=0.0, low_open=True)
         check_range("sac_gamma", self.sac_gamma, low=0.0, high=1.0)
         check_range("sac_tau", self.sac_tau, low=0.0, high=1.0, low_open=True)
@@ -293,6 +326,7 @@ class RLHFConfig:
             "terminal_on_life_loss",
             "sac_share_features_extractor",
             "eval_deterministic",
+            "labeller_async",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")

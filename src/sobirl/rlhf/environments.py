@@ -14,6 +14,7 @@ from gymnasium import spaces
 from sobirl.envs.absorbing import absorbing_env
 from sobirl.envs.atari import is_atari, make_atari
 from sobirl.rlhf.config import RLHFConfig, resolve_wrapper
+from sobirl.rlhf.human.frames import RenderFrames
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
         TypeError: a wrapper that returns no ``gymnasium.Env``.
 
     ``config.env_kwargs`` go to ``gymnasium.make``; ``config.wrappers`` are applied in order to the environment built,
-    before its spaces are checked (so e.g. ``gymnasium.wrappers:FlattenObservation`` can make them fit).
+    before its spaces are checked (so e.g. ``gymnasium.wrappers:FlattenObservation`` can make them fit). With
+    ``labeller: web`` the training environment renders ``rgb_array`` images, each step's in its ``info["frame"]``
+    (:class:`~sobirl.rlhf.human.RenderFrames`, outermost).
     """
     atari = is_atari(config.env)
     if atari and config.absorbing_termination:
@@ -43,6 +46,8 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
             "gives frames; set absorbing_termination: false"
         )
     mujoco = False
+    shown = config.labeller == "web" and not evaluation  # a person sees the training episodes
+    kwargs = {**config.env_kwargs, **({"render_mode": "rgb_array"} if shown else {})}
     try:
         if atari:
             env = make_atari(
@@ -61,10 +66,10 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
                     max_episode_steps=config.max_episode_steps,
                     absorb=not evaluation,
                     absorbing_steps=None if evaluation else config.absorbing_steps,
-                    **config.env_kwargs,
+                    **kwargs,
                 )
             else:
-                env = gym.make(config.env, max_episode_steps=config.max_episode_steps, **config.env_kwargs)
+                env = gym.make(config.env, max_episode_steps=config.max_episode_steps, **kwargs)
     except gym.error.DependencyNotInstalled as err:  # a subclass of gym.error.Error
         if mujoco:  # gymnasium's message names gymnasium's extra, not ours
             raise gym.error.DependencyNotInstalled(
@@ -91,6 +96,8 @@ def make_env(config: RLHFConfig, *, evaluation: bool = False) -> gym.Env:
             env.close()
             raise TypeError(f"wrappers[{i}] {entry!r} returned {type(wrapped).__name__}, not a gymnasium.Env")
         env = wrapped
+    if shown:
+        env = RenderFrames(env, max_width=config.frame_width)
     limit = env.spec.max_episode_steps if env.spec is not None else None
     if limit is not None and config.fragment_length > limit:
         env.close()

@@ -35,6 +35,9 @@ class PreferenceGatherer(ABC):
     """Labels fragment pairs. Subclass it for a human labeller (it may block until the answers are in; a human
     labeller: :class:`sobirl.rlhf.human.WebLabeller`)."""
 
+    needs_frames: bool = False
+    """Whether the pairs it labels must carry :attr:`FragmentPairs.frames` (a person judges what they see)."""
+
     @abstractmethod
     def __call__(self, pairs: FragmentPairs) -> np.ndarray:
         """float64 ``(N,)`` labels in ``[0, 1]``: the probability that each pair's first fragment is preferred, or

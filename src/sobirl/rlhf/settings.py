@@ -49,6 +49,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "dataset_capacity",
         "label_temperature",
         "label_noise",
+        "labeller",
+        "labeller_async",
+        "label_host",
+        "label_port",
+        "label_token",
+        "frame_steps",
+        "frame_width",
         "recorder_steps",
     ),
     "reward net": (

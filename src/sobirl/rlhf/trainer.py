@@ -78,6 +78,7 @@ from sobirl.rlhf.checkpoints import (
 from sobirl.rlhf.config import RLHFConfig, check_device
 from sobirl.rlhf.environments import make_env
 from sobirl.rlhf.fragments import FragmentPairs, sample_fragment_pairs
+from sobirl.rlhf.human.session import labelling_page, run_labeller
 from sobirl.rlhf.preference_model import preference_accuracy, preference_logits
 from sobirl.rlhf.preferences import PreferenceDataset, PreferenceGatherer, SyntheticLabeller
 from sobirl.rlhf.recording import RecordingCallback
@@ -87,7 +88,7 @@ from sobirl.rlhf.run_logger import NonFiniteError, RunLogger, open_metrics
 from sobirl.rlhf.successor import SuccessorFeatures
 from sobirl.rlhf.trajectories import EpisodeRecorder
 from sobirl.rlhf.visits import Follower, PairBatch, Visits
-from sobirl.rundir import CONFIG_FILE, TENSORBOARD_DIR
+from sobirl.rundir import CONFIG_FILE, TENSORBOARD_DIR, read_metrics
 
 _LOG = logging.getLogger(__name__)
 _EVAL_STREAM, _HELD_OUT_STREAM = 1, 2  # second entropy word of the per-evaluation generators
@@ -117,8 +118,10 @@ class RLHFTrainer:
         run_dir: an existing directory; ``metrics.csv`` must not exist in it yet (write ``config.yaml`` first, e.g.
             with :func:`sobirl.experiments.write_config`).
         rule: the reward net's update rule; None: ``config.update_rule()``.
-        labeller: labels the queried pairs; None: the synthetic Bradley-Terry labeller of ``label_temperature``
-            and ``label_noise``. The held-out accuracy is always judged by the true returns.
+        labeller: labels the queried pairs; None: the config's ``labeller``: the synthetic Bradley-Terry labeller of
+            ``label_temperature`` and ``label_noise``, or (``web``) the run's
+            :func:`~sobirl.rlhf.human.session.run_labeller`, whose page the run serves while it trains. The held-out
+            accuracy is always judged by the true returns.
         env_factory: ``env_factory(config, evaluation=...)`` builds the training and evaluation environments;
             :func:`~sobirl.rlhf.environments.make_env` by default.
     """
@@ -152,6 +155,8 @@ class RLHFTrainer:
         self.batch_rng = np.random.default_rng(batches)
         self.truth = SyntheticLabeller(temperature=config.label_temperature, noise=config.label_noise)
         """The held-out accuracy's judge: the true returns' label probabilities (no draws)."""
+        if labeller is None and config.labeller == "web":
+            labeller = run_labeller(self.run_dir, wait=not config.labeller_async)
         self.labeller = (
             SyntheticLabeller(
                 temperature=config.label_temperature, noise=config.label_noise, generator=np.random.default_rng(labels)
@@ -160,7 +165,10 @@ class RLHFTrainer:
             else labeller
         )
         self.dataset = PreferenceDataset(config.dataset_capacity, frame_stack=self.frame_stack)
-        self.recorder = EpisodeRecorder(1, max_steps=config.recorder_steps, frame_stack=self.frame_stack)
+        frame_steps = config.frame_steps if self.labeller.needs_frames else 0
+        self.recorder = EpisodeRecorder(
+            1, max_steps=config.recorder_steps, frame_stack=self.frame_stack, frame_steps=frame_steps
+        )
         self.state = _Progress()
         self.reward_net: RewardNet | ActionRewardNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -245,7 +253,12 @@ class RLHFTrainer:
         purge = self.steps + 1 if self.steps else None  # resumed: TensorBoard drops the killed run's later points
         tensorboard = RunLogger(self.run_dir / TENSORBOARD_DIR, purge, self._non_finite)
         self.model.set_logger(tensorboard)
-        with open_metrics(self.run_dir, self.state.rows) as logger, contextlib.closing(tensorboard):
+        with contextlib.ExitStack() as stack:
+            logger = stack.enter_context(open_metrics(self.run_dir, self.state.rows))
+            stack.enter_context(contextlib.closing(tensorboard))
+            curve = [(r["agent_steps"], r["eval_return"]) for r in read_metrics(self.run_dir)]  # the kept rows
+            page = dict(host=c.label_host, port=c.label_port, token=c.label_token, budget=c.total_pairs)
+            stack.enter_context(labelling_page(self.labeller, **page, returns=lambda: curve))  # web: while it trains
             while self.steps < c.total_steps:
                 target = min(self._next(c.reward_update_interval), self._next(c.eval_interval), c.total_steps)
                 target = min(target, self._next(c.checkpoint_interval))
@@ -262,6 +275,7 @@ class RLHFTrainer:
                     row = self._evaluate()
                     logger.log(row)
                     tensorboard.log_row(row, self.steps)
+                    curve.append((row["agent_steps"], row["eval_return"]))
                     logged.append(row)
                     self.state.rows += 1
                 if self.steps % c.checkpoint_interval == 0 or self.steps == c.total_steps:
@@ -277,9 +291,10 @@ class RLHFTrainer:
         assert self.reward_net is not None and self.optimizer is not None
         c, steps = self.config, self.steps
         new = self.schedule.pairs_to_query(steps, self.state.queried)
-        eligible = any(len(t) >= c.fragment_length for t in self.recorder.trajectories)
-        if new and eligible:
-            pairs = sample_fragment_pairs(self.recorder.trajectories, new, c.fragment_length, self.fragment_rng)
+        shown = self.labeller.needs_frames  # a person judges the fragments' frames
+        cut_from = [t for t in self.recorder.trajectories if t.frames is not None or not shown]
+        if new and any(len(t) >= c.fragment_length for t in cut_from):
+            pairs = sample_fragment_pairs(cut_from, new, c.fragment_length, self.fragment_rng, frames=shown)
             self.dataset.push(*self.labeller.gather(pairs))  # the pairs labelled now (a person may answer later)
             self.state.queried += new
         if not len(self.dataset):

@@ -14,6 +14,9 @@ Either way :meth:`WebLabeller.gather` returns every answered pair not handed on 
 in, which may include pairs queued at earlier calls or before a restart (the store keeps their arrays).
 :meth:`WebLabeller.__call__` always blocks, for exactly the pairs it is given.
 
+A pair with the same arrays as one queued before is not queued again (its content is its store key): a run resumed from
+a checkpoint asks again, with the same generators, what it asked after the checkpoint, and gets those answers.
+
 Each hand-on is a numbered round in the store; :meth:`WebLabeller.state_dict` is the latest round, and
 :meth:`WebLabeller.load_state_dict` makes the answers of later rounds collectable again, so a run resumed from a
 checkpoint receives every answer its checkpointed dataset lacks.
@@ -21,6 +24,7 @@ checkpoint receives every answer its checkpointed dataset lacks.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from typing import Any
@@ -50,6 +54,8 @@ class WebLabeller(PreferenceGatherer):
         timeout_s: how long a blocked call waits before ``TimeoutError`` (its pairs stay queued); None: forever.
         clips: how the frames become clips.
     """
+
+    needs_frames = True
 
     def __init__(
         self,
@@ -105,11 +111,13 @@ class WebLabeller(PreferenceGatherer):
         returns = pairs.true_rewards.sum(axis=-1)
         new = []
         for i in range(len(pairs)):
+            arrays = {name: getattr(pairs, name)[i] for name in _ARRAYS}
             data = io.BytesIO()
-            np.savez_compressed(data, **{name: getattr(pairs, name)[i] for name in _ARRAYS})
+            np.savez_compressed(data, **arrays)
+            key = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values())).hexdigest()
             left, right = (self.clips.encode(clip) for clip in pairs.frames[i])
             metadata = {"true_returns": returns[i].tolist()}
-            new.append(NewPair(left, right, CLIP_MEDIA_TYPE, data=data.getvalue(), metadata=metadata))
+            new.append(NewPair(left, right, CLIP_MEDIA_TYPE, data=data.getvalue(), metadata=metadata, key=key))
         return self.store.enqueue(new)
 
     def _wait_for(self, ids: list[int]) -> None:

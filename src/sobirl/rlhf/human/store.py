@@ -4,7 +4,8 @@ Tables (``labels.sqlite`` in a run directory, by convention):
 
 - ``pairs``: ``id`` (never reused), ``left`` and ``right`` (the two clips, bytes of ``media_type``), ``data`` (bytes
   kept for the asker, e.g. the pair's arrays), ``metadata`` (JSON, e.g. the true returns), ``queued_at`` (Unix time),
-  and the lease: ``lease_client``, ``lease_until`` (Unix time).
+  the lease: ``lease_client``, ``lease_until`` (Unix time), and ``key`` (unique where given: the content a pair was
+  queued with, :class:`NewPair`).
 - ``answers``: ``seq`` (the order the answers came in), ``pair_id``, ``choice`` (one of :data:`CHOICES`), ``client``,
   ``answered_at`` (Unix time) and ``collected`` (the :meth:`LabelStore.collect` round that handed the answer on; NULL
   until then).
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS pairs (
     metadata TEXT NOT NULL,
     queued_at REAL NOT NULL,
     lease_client TEXT,
-    lease_until REAL
+    lease_until REAL,
+    key TEXT UNIQUE
 );
 CREATE TABLE IF NOT EXISTS answers (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,13 +77,15 @@ class AlreadyAnsweredError(ValueError):
 
 @dataclass(frozen=True)
 class NewPair:
-    """A pair to queue: its two clips (bytes of ``media_type``), bytes kept for the asker, and JSON-able metadata."""
+    """A pair to queue: its two clips (bytes of ``media_type``), bytes kept for the asker, JSON-able metadata, and a
+    key naming its content (a pair queued with the key of one queued before is that pair: it is not asked twice)."""
 
     left: bytes
     right: bytes
     media_type: str
     data: bytes | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,16 +176,25 @@ class LabelStore:
         db.execute("COMMIT")
 
     def enqueue(self, pairs: Iterable[NewPair]) -> list[int]:
-        """Queue ``pairs`` (all or none: one transaction) and return their ids, in order."""
+        """Queue ``pairs`` (all or none: one transaction) and return their ids, in order; a pair whose ``key`` was
+        queued before gets that pair's id and is not queued again (a resumed run asking again what it asked before
+        its checkpoint)."""
         now = time.time()
+        ids = []
         with self._write() as db:
-            return [
-                db.execute(
-                    "INSERT INTO pairs (left, right, media_type, data, metadata, queued_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (p.left, p.right, p.media_type, p.data, json.dumps(dict(p.metadata)), now),
-                ).lastrowid
-                for p in pairs
-            ]
+            for p in pairs:
+                known = None if p.key is None else db.execute("SELECT id FROM pairs WHERE key = ?", (p.key,)).fetchone()
+                if known is not None:
+                    ids.append(known[0])
+                    continue
+                ids.append(
+                    db.execute(
+                        "INSERT INTO pairs (left, right, media_type, data, metadata, queued_at, key) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (p.left, p.right, p.media_type, p.data, json.dumps(dict(p.metadata)), now, p.key),
+                    ).lastrowid
+                )
+        return ids
 
     def pair(self, pair_id: int) -> QueuedPair:
         """The pair ``pair_id``, answered or not. Raises :class:`UnknownPairError`."""
