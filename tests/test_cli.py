@@ -16,7 +16,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import sobirl
-import sobirl.cli
+import sobirl.experiments.synthetic
 from sobirl.algorithms import MSoBiRLConfig, SoBiRLConfig
 from sobirl.cli import main
 from sobirl.experiments import MetricsLogger, create_run_dir, plot_convergence
@@ -332,7 +332,7 @@ def test_same_seed_reproduces_the_run(tmp_path: Path) -> None:
 def test_keyboard_interrupt_keeps_the_metrics_so_far(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_solve = sobirl.cli.solve
+    real_solve = sobirl.experiments.synthetic.solve
 
     def interrupted_solve(*args, callback, **kwargs):  # Ctrl-C after the fifth iteration
         def log_then_interrupt(row: dict[str, float]) -> None:
@@ -342,7 +342,7 @@ def test_keyboard_interrupt_keeps_the_metrics_so_far(
 
         return real_solve(*args, callback=log_then_interrupt, **kwargs)
 
-    monkeypatch.setattr(sobirl.cli, "solve", interrupted_solve)
+    monkeypatch.setattr(sobirl.experiments.synthetic, "solve", interrupted_solve)
     assert synthetic(tmp_path) == 130
     run_dir = only_run_dir(tmp_path)
     assert len(read_metrics(run_dir)) == 5

@@ -6,7 +6,7 @@ of outer iterations, and the exact ``phi`` and ``|grad phi|`` are recorded every
 processes with one torch thread each. Each trial writes its metrics CSV; the comparison writes a markdown table
 (final objective mean +/- standard error over seeds, :func:`~sobirl.experiments.aggregate.mean_and_se`, work
 counters, wall time); :func:`~sobirl.experiments.figures.plot_comparison` draws the exact objective against the
-iteration and against wall time with mean +/- s.e. bands.
+iteration and against wall time with mean +/- s.e. bands. :func:`run_comparison` does all of it in a run directory.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import dataclasses
 import inspect
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ import torch
 from sobirl.algorithms import METHODS, resolve_config, solve
 from sobirl.experiments.aggregate import mean_and_se
 from sobirl.problems import PROBLEMS
+from sobirl.rundir import write_config
 from sobirl.tabular.problem import BilevelProblem
 from sobirl.validation import check_choice, check_int
 
@@ -58,6 +59,8 @@ class TrialResult:
 
 
 TRIALS_DIR = "trials"
+RESULTS_FILE = "results.md"
+FIGURE_FILE = "objective.png"
 """The folder of a comparison's run directory with one metrics CSV per trial."""
 
 
@@ -138,6 +141,74 @@ def run_trials(
             if on_done:
                 on_done(results[-1])
         return results
+
+
+def run_comparison(
+    run_dir: Path,
+    *,
+    problem: str,
+    problem_params: Mapping[str, Any],
+    methods: Sequence[str],
+    method_params: Mapping[str, Mapping[str, Any]],
+    seeds: int,
+    iterations: int,
+    evaluate_every: int,
+    workers: int,
+    command: Sequence[str] | None = None,
+    on_done: Callable[[TrialResult], None] | None = None,
+) -> tuple[str, list[TrialResult]]:
+    """The comparison behind ``sobirl compare`` in the new run directory ``run_dir`` (arguments checked by
+    :func:`validate`): ``config.yaml``, every (method, seed) trial's metrics in ``trials/``, the markdown table in
+    ``results.md`` and the figure ``objective.png``.
+
+    Args:
+        run_dir: a new, empty run directory.
+        problem, problem_params: the problem of ``PROBLEMS`` and its parameters.
+        methods, method_params: the methods, and the parameters of each (by method; none for a method left out).
+        seeds: trials per method, seeds ``0 .. seeds - 1``.
+        iterations: outer iterations of every trial.
+        evaluate_every: iterations between exact evaluations.
+        workers: parallel worker processes.
+        command: the command line recorded in ``config.yaml``; defaults to ``sys.argv``.
+        on_done: called with each finished trial (failed ones too).
+
+    Returns:
+        The markdown table and the trials' results (``error`` set for a failed trial).
+    """
+    # not at the top: figures.comparisons imports estimator_study, which imports this module
+    from sobirl.experiments.figures import plot_comparison
+
+    config = {
+        "experiment": "compare",
+        "problem": problem,
+        "problem_params": dict(problem_params),
+        "methods": list(methods),
+        "method_params": {method: dict(params) for method, params in method_params.items()},
+        "seeds": seeds,
+        "iterations": iterations,
+        "evaluate_every": evaluate_every,
+        "workers": workers,
+    }
+    write_config(run_dir, config, command=command)
+    specs = [
+        TrialSpec(
+            problem=problem,
+            problem_params=dict(problem_params),
+            method=method,
+            method_params=dict(method_params.get(method, {})),
+            seed=seed,
+            iterations=iterations,
+            evaluate_every=evaluate_every,
+            metrics_path=trial_path(run_dir, method, seed),
+        )
+        for method in methods
+        for seed in range(seeds)
+    ]
+    results = run_trials(specs, workers=workers, on_done=on_done)
+    table = markdown_table(summarise(results), iterations)
+    (run_dir / RESULTS_FILE).write_text(f"# {problem}: {', '.join(methods)} over {seeds} seeds\n\n{table}")
+    plot_comparison(results, run_dir / FIGURE_FILE, title=f"{problem}, {seeds} seeds")
+    return table, results
 
 
 @dataclass(frozen=True)

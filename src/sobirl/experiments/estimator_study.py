@@ -49,6 +49,8 @@ from sobirl.estimators.objectives import sampled_objective
 from sobirl.experiments.aggregate import mean_and_se
 from sobirl.experiments.compare import build_problem
 from sobirl.experiments.deep_bridge import DEEP_PREFIX, DeepBridge, make_rule, reference_hypergradient
+from sobirl.profiling import machine_line
+from sobirl.rundir import write_config
 from sobirl.tabular import lower_level
 from sobirl.tabular.mdp import DTYPE
 from sobirl.validation import check_choice, check_int, check_range
@@ -422,6 +424,42 @@ def _summarise(
         cosine_se=float(cosine_se) if seeds > 1 else math.nan,
         seconds=sum(s for _, _, s in estimates) / seeds,
     )
+
+
+def write_study(
+    plan: StudyPlan,
+    run_dir: Path,
+    *,
+    workers: int = 1,
+    command: Sequence[str] | None = None,
+    on_estimate: Callable[[], None] | None = None,
+) -> tuple[str, dict[str, Path]]:
+    """The study behind ``sobirl estimators`` in the new run directory ``run_dir``: ``config.yaml``, then
+    :func:`run_study`'s rows in ``results.csv`` and ``results.md`` (titled by the problem and the point, with the
+    machine line) and the figures ``bias.png``, ``std.png`` and ``cosine.png``.
+
+    Args:
+        plan: the study, from :func:`plan_study`.
+        run_dir: a new, empty run directory.
+        workers: parallel worker processes (1: in this process).
+        command: the command line recorded in ``config.yaml``; defaults to ``sys.argv``.
+        on_estimate: called after each estimate.
+
+    Returns:
+        The markdown table and the figures' paths by name (:data:`PLOT_FILES`).
+    """
+    # not at the top: figures.comparisons imports this module
+    from sobirl.experiments.figures import plot_study
+
+    write_config(run_dir, {**plan.to_config(), "workers": workers}, command=command)
+    rows = run_study(plan, workers=workers, on_estimate=on_estimate)
+    base = "x0" if plan.at == "x0" else "r_true / T"
+    point = base if plan.x_scale == 0 else f"{base} + {plan.x_scale:g} N(0, I)"
+    title = f"{plan.problem}, gamma {plan.problem_params.get('gamma')}, at {point}: |grad phi| {plan.exact.norm():.3g}"
+    table = markdown_table(rows)
+    write_csv(rows, run_dir / RESULTS_CSV)
+    (run_dir / RESULTS_MD).write_text(f"# {title}\n\n{machine_line()}\n\n{table}")
+    return table, plot_study(rows, run_dir, title=title)
 
 
 def write_csv(rows: Sequence[StudyRow], path: Path) -> Path:

@@ -135,7 +135,7 @@ def evaluate_run(
             rewards,
             _learned_rewards(net, model, observations, actions, config.clip),
             (videos_at or run_dir) / REWARD_PLOT,
-            title=f"{run_dir.name}: {config.env}, first evaluation episode",
+            title=f"{run_dir.name}\nfirst evaluation episode",
             learned_label=f"learned reward{clamped}",
         )
     videos = () if videos_at is None else tuple(videos_at / f"{VIDEO_PREFIX}-episode-{k}.mp4" for k in range(episodes))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sobirl.experiments.aggregate import CONFIDENCE, INTERVAL_REPS, interval_estimate, mean_and_se
-from sobirl.experiments.sweep import GridPoint, grid_label, plain_value
+from sobirl.experiments.sweep_spec import GridPoint, grid_label, plain_value
 from sobirl.rlhf.config import RLHFConfig
 from sobirl.rundir import CONFIG_FILE, METRICS_FILE, read_metrics
 from sobirl.validation import check_int

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from sobirl.experiments.compare import TRIALS_DIR, trial_path
-from sobirl.experiments.sweep import SWEEP_FILE, GridPoint, SweepSpec, plain_value, point_label
+from sobirl.experiments.sweep_spec import SWEEP_FILE, GridPoint, SweepSpec, plain_value, point_label
 from sobirl.rundir import CONFIG_FILE, METRICS_FILE, read_csv_rows, read_metrics
 
 EXPERIMENTS = ("rlhf", "synthetic", "compare")
