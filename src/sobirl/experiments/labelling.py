@@ -4,6 +4,7 @@ for the run to collect when it resumes. Needs the ``web`` extra."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def serve_labels(
     """
     store = label_store(run_dir)
     try:
-        from sobirl.rlhf.human import server  # the web extra
+        server = importlib.import_module("sobirl.rlhf.human.server")  # the web extra
     except ImportError as err:
         raise ImportError(MISSING_WEB) from err
     argv = [f"--store={store}", f"--host={host}", f"--port={port}"]
