@@ -8,8 +8,8 @@ import importlib
 import os
 from pathlib import Path
 
-LABELS_FILE = "labels.sqlite"
-"""A run directory's store of queued pairs and answers (the web labeller's)."""
+from sobirl.rlhf.human.session import LABELS_FILE
+
 MISSING_WEB = 'the labelling page needs the web extra (FastAPI, uvicorn): pip install "sobirl[web]"'
 
 

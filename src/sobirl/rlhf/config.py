@@ -122,8 +122,9 @@ class RLHFConfig:
             observations, rendered as ``rgb_array``).
         labeller_async: ``web``: training goes on at a reward update with the labels answered so far; false: it
             waits for the update's pairs to be answered.
-        label_host, label_port: where ``web`` serves the page (127.0.0.1: this machine only; another interface needs
-            ``label_token``, generated and printed when not given); port 0: any free port.
+        label_host: where ``web`` serves the page (127.0.0.1: this machine only; another interface needs
+            ``label_token``, generated and printed when not given).
+        label_port: the page's port; 0: any free port.
         label_token: the access token of the page; None: none on 127.0.0.1, a generated one elsewhere.
         frame_steps: ``web``: rendered steps of the newest training episodes kept to cut clips from.
         frame_width: ``web``: rendered images are downscaled to this many pixels wide when taken.
